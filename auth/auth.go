@@ -1,0 +1,63 @@
+// Package auth owns administrators and the API tokens they use against the
+// REST API.
+//
+// A token is shown once, when it is created; only its SHA-256 hash is
+// stored. Tokens carry 256 bits of randomness, so a fast hash is enough and
+// lookups by hash need no per-token salt.
+package auth
+
+import (
+	"context"
+	"time"
+)
+
+// Role of an administrator. Issue 5 brings the full role model; until then
+// every administrator is a security administrator.
+const RoleSecurityAdmin = "security_admin"
+
+// Admin is an administrator account.
+type Admin struct {
+	ID          string    `json:"id"`
+	Username    string    `json:"username"`
+	DisplayName string    `json:"display_name"`
+	Role        string    `json:"role"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Token is an API token of an administrator.
+type Token struct {
+	ID         string     `json:"id"`
+	AdminID    string     `json:"admin_id"`
+	Name       string     `json:"name"`
+	Hash       []byte     `json:"-"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+}
+
+// AdminStore keeps administrators.
+type AdminStore interface {
+	// CreateAdmin inserts a; a duplicate username returns errs.ErrConflict.
+	CreateAdmin(ctx context.Context, a *Admin) error
+	// Admin returns the administrator with id, or errs.ErrNotFound.
+	Admin(ctx context.Context, id string) (*Admin, error)
+	// ListAdmins returns every administrator in ID order.
+	ListAdmins(ctx context.Context) ([]*Admin, error)
+}
+
+// TokenStore keeps API tokens.
+type TokenStore interface {
+	// CreateToken inserts t.
+	CreateToken(ctx context.Context, t *Token) error
+	// TokenByHash returns the token whose hash is hash, revoked or not, or
+	// errs.ErrNotFound.
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	// ListTokens returns every token (revoked ones too) in ID order.
+	ListTokens(ctx context.Context) ([]*Token, error)
+	// RevokeToken sets RevokedAt on an unrevoked token. errs.ErrNotFound if
+	// there is no such token or it is already revoked.
+	RevokeToken(ctx context.Context, id string, now time.Time) error
+	// TouchToken sets LastUsedAt. Unknown IDs are ignored.
+	TouchToken(ctx context.Context, id string, now time.Time) error
+}

@@ -1,0 +1,107 @@
+// Package user owns the people Custos manages devices for: user accounts
+// (local now, company-directory accounts later) and the groups they belong to.
+//
+// Logins (email and username) are unique case-insensitively and stored in
+// lower case. The Store contracts below are implemented by sqlstore and
+// checked against both database backends by usertest.
+package user
+
+import (
+	"context"
+	"time"
+)
+
+// Source says where an account comes from.
+const (
+	SourceLocal = "local"
+)
+
+// User is a person who may own devices.
+type User struct {
+	ID          string `json:"id"`
+	Email       string `json:"email"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Source      string `json:"source"`
+	// ActivationProfileID is the activation profile assigned to the user
+	// directly; empty when none is (groups or the default then decide).
+	ActivationProfileID string `json:"activation_profile_id,omitempty"`
+	// FailedActivations counts consecutive failed activation attempts;
+	// ActivationLockedUntil is set when they reach the limit.
+	FailedActivations     int        `json:"failed_activations"`
+	ActivationLockedUntil *time.Time `json:"activation_locked_until,omitempty"`
+	CreatedAt             time.Time  `json:"created_at"`
+	UpdatedAt             time.Time  `json:"updated_at"`
+}
+
+// Group is a named set of users. Groups carry assignments (an activation
+// profile now; policies and profiles later) to all their members.
+type Group struct {
+	ID                  string    `json:"id"`
+	Name                string    `json:"name"`
+	Description         string    `json:"description"`
+	ActivationProfileID string    `json:"activation_profile_id,omitempty"`
+	CreatedAt           time.Time `json:"created_at"`
+	UpdatedAt           time.Time `json:"updated_at"`
+}
+
+// Page selects a slice of an ordered listing: items whose ID sorts after
+// After, at most Limit of them (a store caps Limit at MaxPage).
+type Page struct {
+	After string
+	Limit int
+}
+
+// MaxPage caps the items returned by one listing call.
+const MaxPage = 500
+
+// Store keeps users.
+type Store interface {
+	// CreateUser inserts u (ID, timestamps and lower-cased logins set by the
+	// caller). A duplicate email or username returns errs.ErrConflict.
+	CreateUser(ctx context.Context, u *User) error
+	// User returns the user with id, or errs.ErrNotFound.
+	User(ctx context.Context, id string) (*User, error)
+	// UserByLogin returns the user whose email or username equals login
+	// (compared in lower case), or errs.ErrNotFound.
+	UserByLogin(ctx context.Context, login string) (*User, error)
+	// ListUsers returns users in ID order (IDs are time-ordered UUIDv7).
+	ListUsers(ctx context.Context, p Page) ([]*User, error)
+	// UpdateUser stores the mutable fields of u (email, username, display
+	// name, activation profile, UpdatedAt). errs.ErrNotFound if u.ID does not
+	// exist; errs.ErrConflict on a duplicate login.
+	UpdateUser(ctx context.Context, u *User) error
+	// DeleteUser removes the user together with their activation passwords,
+	// enrollment sessions, group memberships and device history; the caller
+	// must have removed (and so revoked) their devices first. errs.ErrNotFound.
+	DeleteUser(ctx context.Context, id string) error
+}
+
+// GroupStore keeps groups and their members.
+type GroupStore interface {
+	// CreateGroup inserts g; a duplicate name returns errs.ErrConflict.
+	CreateGroup(ctx context.Context, g *Group) error
+	// Group returns the group with id, or errs.ErrNotFound.
+	Group(ctx context.Context, id string) (*Group, error)
+	// ListGroups returns groups in ID order.
+	ListGroups(ctx context.Context, p Page) ([]*Group, error)
+	// UpdateGroup stores name, description, activation profile and
+	// UpdatedAt. errs.ErrNotFound; errs.ErrConflict on a duplicate name.
+	UpdateGroup(ctx context.Context, g *Group) error
+	// DeleteGroup removes the group and its memberships. errs.ErrNotFound.
+	DeleteGroup(ctx context.Context, id string) error
+}
+
+// MemberStore keeps group membership.
+type MemberStore interface {
+	// AddMember adds the user to the group; adding twice is not an error.
+	// errs.ErrNotFound if either does not exist.
+	AddMember(ctx context.Context, groupID, userID string) error
+	// RemoveMember removes the user from the group. errs.ErrNotFound if the
+	// user was not a member.
+	RemoveMember(ctx context.Context, groupID, userID string) error
+	// Members returns the users of a group in ID order.
+	Members(ctx context.Context, groupID string) ([]*User, error)
+	// GroupsOf returns the groups the user belongs to, in ID order.
+	GroupsOf(ctx context.Context, userID string) ([]*Group, error)
+}
