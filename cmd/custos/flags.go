@@ -8,8 +8,12 @@ import (
 	"strings"
 )
 
-// errUsage reports that flag parsing failed (and already said why).
-var errUsage = errors.New("usage")
+// errUsage reports that flag parsing failed (and already said why);
+// errHelp that -h printed the help. Neither is printed again.
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
 
 // newFlagSet returns a flag set for a subcommand writing its help to stderr.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
@@ -36,7 +40,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	}
 	if e := fs.Parse(args); e != nil {
 		if errors.Is(e, flag.ErrHelp) {
-			return nil
+			return errHelp
 		}
 		return errUsage
 	}
