@@ -1,0 +1,225 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/custos-uem/custos/device"
+	wire "github.com/custos-uem/custos/platform/agent"
+)
+
+// CheckinResult is the outcome of one check-in.
+type CheckinResult struct {
+	// State is the device state the Core reports after the round.
+	State string
+	// ConfigVersion is the configuration version the device runs.
+	ConfigVersion string
+	// Acknowledged is true when a configuration was applied and
+	// acknowledged in this round (a new version, or a device not yet
+	// active).
+	Acknowledged bool
+	// SoftwareSent is true when the software list was sent (it changed
+	// since the last list the Core accepted).
+	SoftwareSent bool
+	// Items are the per-item outcomes acknowledged, when Acknowledged.
+	Items []wire.ItemStatus
+	// Poll is the interval until the next check-in, before jitter.
+	Poll time.Duration
+}
+
+// Checkin runs one round of steps 9–12 over mutual TLS: it reports the
+// device and (when changed) its software, receives the configuration, and
+// when the version differs from the one last acknowledged — or the device
+// is not active yet — applies and acknowledges it.
+//
+// A refused certificate returns an error wrapping ErrRefused; a device
+// without a usable certificate one wrapping ErrNotActivated.
+func (c *Client) Checkin(ctx context.Context) (*CheckinResult, error) {
+	c.op.Lock()
+	defer c.op.Unlock()
+	return c.checkin(ctx)
+}
+
+func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
+	c.mu.Lock()
+	hc, leaf, idErr := c.mtls, c.leaf, c.idErr
+	var st State
+	if c.st != nil {
+		st = *c.st
+	}
+	c.mu.Unlock()
+	if hc == nil {
+		if idErr != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotActivated, idErr)
+		}
+		return nil, ErrNotActivated
+	}
+	if now := c.clock.Now(); now.After(leaf.NotAfter) {
+		return nil, fmt.Errorf("%w: the device certificate expired at %s", ErrRefused, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	base := c.serverURL
+	if base == "" {
+		base = st.ServerURL
+	}
+	inv, err := c.collect(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	// Steps 9–10.
+	hash := SoftwareHash(inv.Apps)
+	req := wire.CheckinRequest{DeviceID: st.DeviceID, Info: inv.Info}
+	sent := hash != st.SoftwareHash
+	if sent {
+		req.Software = inv.Apps
+		if req.Software == nil {
+			req.Software = []device.App{} // "no software" is a report, not "unchanged"
+		}
+	}
+	var cr wire.CheckinResponse
+	if _, err := c.post(ctx, hc, base, wire.PathCheckin, req, nil, true, maxCheckinAnswer, &cr); err != nil {
+		return nil, c.deviceError("check-in", err)
+	}
+	if st.DeviceID != "" && cr.DeviceID != "" && cr.DeviceID != st.DeviceID {
+		return nil, fmt.Errorf("agent: check-in: the Core answered for device %q, this is %q", cr.DeviceID, st.DeviceID)
+	}
+	cfg := cr.Configuration
+	cr.State, _ = Clean(cr.State)
+	if cr.State == string(device.StateRemoved) {
+		return nil, fmt.Errorf("agent: check-in: %w: the Core reports the device removed", ErrRefused)
+	}
+	if sent {
+		st.SoftwareHash = hash
+	}
+	prev := wire.Configuration{Version: st.ConfigVersion, Items: st.ConfigItems, PollSeconds: st.PollSeconds}
+	st.LastCheckin = c.clock.Now().UTC()
+	st.PollSeconds = cfg.PollSeconds
+	st.State = cr.State
+	res := &CheckinResult{State: cr.State, ConfigVersion: st.ConfigVersion, SoftwareSent: sent}
+
+	// Steps 11–12.
+	if cfg.Version != st.ConfigVersion || cr.State != StateActive {
+		got, err := c.applier.Apply(ctx, prev, cfg)
+		if err != nil {
+			c.commit(&st)
+			return nil, fmt.Errorf("agent: apply configuration %q: %w", cfg.Version, err)
+		}
+		items := statuses(cfg.Items, got)
+		var ar wire.AckResponse
+		if _, err := c.post(ctx, hc, base, wire.PathAck, wire.AckRequest{DeviceID: st.DeviceID, Version: cfg.Version, Items: items}, nil, true, maxAckAnswer, &ar); err != nil {
+			c.commit(&st)
+			return nil, c.deviceError("acknowledgment", err)
+		}
+		st.ConfigVersion = cfg.Version
+		st.ConfigItems = slices.Clone(cfg.Items)
+		st.State, _ = Clean(ar.State)
+		res.State, res.ConfigVersion, res.Acknowledged, res.Items = st.State, cfg.Version, true, items
+		c.log.Info("configuration acknowledged", "version", cfg.Version, "items", len(items), "state", st.State)
+	}
+	res.Poll = c.pollInterval(cfg.PollSeconds)
+	if err := c.commit(&st); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// commit makes st the Client's state and saves it.
+func (c *Client) commit(st *State) error {
+	s := *st
+	c.mu.Lock()
+	c.st = &s
+	c.mu.Unlock()
+	if err := SaveState(c.store, &s); err != nil {
+		return fmt.Errorf("agent: save state: %w", err)
+	}
+	return nil
+}
+
+// deviceError words a failed mutual-TLS step, telling a refused certificate
+// apart.
+func (c *Client) deviceError(step string, err error) error {
+	if rerr, ok := refusal(err); ok {
+		return fmt.Errorf("agent: %s: %w", step, rerr)
+	}
+	var se *ServerError
+	if errors.As(err, &se) {
+		return fmt.Errorf("agent: %s refused: %w", step, se)
+	}
+	return fmt.Errorf("agent: %s failed: %w", step, err)
+}
+
+func (c *Client) pollInterval(seconds int) time.Duration {
+	switch {
+	case c.poll > 0:
+		return c.poll
+	case seconds <= 0:
+		return DefaultPoll
+	default:
+		return min(time.Duration(seconds)*time.Second, MaxPoll)
+	}
+}
+
+// jitter returns d spread uniformly over d·(1±f).
+func (c *Client) jitter(d time.Duration, f float64) time.Duration {
+	c.rmu.Lock()
+	r := c.rng.Float64()
+	c.rmu.Unlock()
+	return time.Duration(float64(d) * (1 - f + 2*f*r))
+}
+
+// backoff is the wait after n consecutive failures (n ≥ 1).
+func (c *Client) backoff(n int) time.Duration {
+	d := BackoffMin
+	for i := 1; i < n && d < BackoffMax; i++ {
+		d *= 2
+	}
+	return min(c.jitter(min(d, BackoffMax), 0.2), BackoffMax)
+}
+
+// Run keeps the device enrolled until ctx is done: it checks in at once,
+// then every poll interval (the Core's poll_seconds, DefaultPoll if none, or
+// Options.PollInterval) with ±10 % jitter, acknowledging each new
+// configuration. After a failure it waits BackoffMin, doubling per
+// consecutive failure up to BackoffMax, jittered.
+//
+// Run returns nil when ctx is done, an error wrapping ErrRefused when the
+// Core refuses the certificate (the device was removed: retrying cannot
+// help), and one wrapping ErrNotActivated when there is nothing to run.
+func (c *Client) Run(ctx context.Context) error {
+	if ok, err := c.Activated(); !ok {
+		return err
+	}
+	failures := 0
+	for {
+		res, err := c.Checkin(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var wait time.Duration
+		switch {
+		case errors.Is(err, ErrRefused):
+			c.log.Error("device refused by the Core; stopping", "err", err)
+			return err
+		case errors.Is(err, ErrNotActivated):
+			return err
+		case err != nil:
+			failures++
+			wait = c.backoff(failures)
+			var se *ServerError
+			if errors.As(err, &se) && se.RetryAfter > wait {
+				wait = min(se.RetryAfter, MaxRetryAfter)
+			}
+			c.log.Warn("check-in failed", "err", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+		default:
+			failures = 0
+			wait = c.jitter(res.Poll, PollJitter)
+			c.log.Debug("checked in", "state", res.State, "config_version", res.ConfigVersion, "next_in", wait.Round(time.Second))
+		}
+		if c.clock.Sleep(ctx, wait) != nil {
+			return nil
+		}
+	}
+}
