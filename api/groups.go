@@ -1,0 +1,150 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/custos-uem/custos/errs"
+	"github.com/custos-uem/custos/user"
+)
+
+// groupIn is the body of POST and PATCH /groups.
+type groupIn struct {
+	Name                *string `json:"name"`
+	Description         *string `json:"description"`
+	ActivationProfileID *string `json:"activation_profile_id"`
+}
+
+// memberIn is the body of POST /groups/{id}/members.
+type memberIn struct {
+	UserID string `json:"user_id"`
+}
+
+func (a *API) listGroups(c *call) error {
+	p, err := c.page()
+	if err != nil {
+		return err
+	}
+	gs, err := a.d.Users.Groups(c.ctx(), p)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, newList(gs, nextAfter(len(gs), p.Limit, func() string { return gs[len(gs)-1].ID })))
+}
+
+func (a *API) createGroup(c *call) error {
+	var in groupIn
+	if err := c.decode(&in); err != nil {
+		return err
+	}
+	if err := a.checkProfile(c, in.ActivationProfileID); err != nil {
+		return err
+	}
+	g, err := a.d.Users.CreateGroup(c.ctx(), user.NewGroup{Name: str(in.Name), Description: str(in.Description), ActivationProfileID: str(in.ActivationProfileID)})
+	if err != nil {
+		return err
+	}
+	c.objectID = g.ID
+	c.note("name", g.Name)
+	return c.reply(http.StatusCreated, g)
+}
+
+func (a *API) getGroup(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	g, err := a.d.Users.Group(c.ctx(), id)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, g)
+}
+
+func (a *API) updateGroup(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	var in groupIn
+	if err := c.decode(&in); err != nil {
+		return err
+	}
+	if err := a.checkProfile(c, in.ActivationProfileID); err != nil {
+		return err
+	}
+	var changed []string
+	for name, set := range map[string]bool{"name": in.Name != nil, "description": in.Description != nil, "activation_profile_id": in.ActivationProfileID != nil} {
+		if set {
+			changed = append(changed, name)
+		}
+	}
+	c.note("fields", sorted(changed))
+	if in.ActivationProfileID != nil {
+		c.note("activation_profile_id", *in.ActivationProfileID)
+	}
+	g, err := a.d.Users.UpdateGroup(c.ctx(), id, user.GroupPatch{Name: in.Name, Description: in.Description, ActivationProfileID: in.ActivationProfileID})
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, g)
+}
+
+func (a *API) deleteGroup(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	if err := a.d.Users.DeleteGroup(c.ctx(), id); err != nil {
+		return err
+	}
+	return c.reply(http.StatusNoContent, nil)
+}
+
+func (a *API) listMembers(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	us, err := a.d.Users.Members(c.ctx(), id)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, newList(us, ""))
+}
+
+func (a *API) addMember(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	var in memberIn
+	if err := c.decode(&in); err != nil {
+		return err
+	}
+	c.note("user_id", in.UserID)
+	if !validID(in.UserID) {
+		e := errs.E(errs.Invalid, "invalid_member", "user_id must name a user")
+		e.Fields = map[string]string{"user_id": "a user ID"}
+		return e
+	}
+	if err := a.d.Users.AddMember(c.ctx(), id, in.UserID); err != nil {
+		return err
+	}
+	return c.reply(http.StatusNoContent, nil)
+}
+
+func (a *API) removeMember(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	uid, err := c.id("userID", user.ErrMemberNotFound)
+	if err != nil {
+		return err
+	}
+	c.note("user_id", uid)
+	if err := a.d.Users.RemoveMember(c.ctx(), id, uid); err != nil {
+		return err
+	}
+	return c.reply(http.StatusNoContent, nil)
+}

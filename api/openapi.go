@@ -1,0 +1,244 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+)
+
+// rawJSON is a document already encoded.
+type rawJSON = json.RawMessage
+
+type obj = map[string]any
+
+func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+
+func str1(desc string) obj { return obj{"type": "string", "description": desc} }
+
+func strOpt(desc string) obj { return obj{"type": []string{"string", "null"}, "description": desc} }
+
+var dateTime = obj{"type": "string", "format": "date-time"}
+
+var dateTimeOpt = obj{"type": []string{"string", "null"}, "format": "date-time"}
+
+func listOf(item string) obj {
+	return obj{
+		"type":     "object",
+		"required": []string{"items", "next"},
+		"properties": obj{
+			"items": obj{"type": "array", "items": ref(item)},
+			"next":  str1("cursor of the following page (?after=, or ?before= for the audit trail); empty on the last page"),
+		},
+	}
+}
+
+func object(required []string, props obj) obj {
+	o := obj{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+// schemas are the components of the document: one per named body or
+// answer the route table mentions.
+func schemas() obj {
+	platformTypes := obj{"type": "object", "description": "platform → activation type (see GET /activation-types)", "additionalProperties": obj{"type": "string"}}
+	user := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "email": str1("lower case"), "username": str1("lower case"), "display_name": obj{"type": "string"},
+		"source": str1("local"), "activation_profile_id": str1("directly assigned activation profile, if any"),
+		"failed_activations": obj{"type": "integer"}, "activation_locked_until": dateTimeOpt,
+		"created_at": dateTime, "updated_at": dateTime,
+	}}
+	group := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "name": obj{"type": "string"}, "description": obj{"type": "string"},
+		"activation_profile_id": str1("assigned activation profile, if any"), "created_at": dateTime, "updated_at": dateTime,
+	}}
+	profile := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "name": obj{"type": "string"}, "description": obj{"type": "string"},
+		"rank":        obj{"type": "integer", "description": "the lowest rank wins among a user's groups"},
+		"max_devices": obj{"type": "integer"}, "types": platformTypes, "created_at": dateTime, "updated_at": dateTime,
+	}}
+	deviceProps := obj{
+		"id": str1("UUID"), "user_id": obj{"type": "string"}, "user_email": obj{"type": "string"}, "hardware_id": obj{"type": "string"},
+		"platform": obj{"type": "string"}, "os_version": obj{"type": "string"}, "model": obj{"type": "string"}, "name": obj{"type": "string"},
+		"activation_type": obj{"type": "string"}, "activation_profile_id": obj{"type": "string"},
+		"state":       obj{"type": "string", "enum": []string{"activating", "enrolled", "active", "removed"}},
+		"cert_serial": obj{"type": "string"}, "config_version": obj{"type": "string"},
+		"created_at": dateTime, "enrolled_at": dateTimeOpt, "activated_at": dateTimeOpt, "last_seen_at": dateTimeOpt, "removed_at": dateTimeOpt,
+	}
+	detailProps := obj{}
+	for k, v := range deviceProps {
+		detailProps[k] = v
+	}
+	detailProps["inventory"] = obj{"oneOf": []any{ref("Inventory"), obj{"type": "null"}}}
+	token := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "admin_id": obj{"type": "string"}, "name": obj{"type": "string"}, "created_at": dateTime,
+		"expires_at": dateTimeOpt, "last_used_at": dateTimeOpt, "revoked_at": dateTimeOpt,
+	}}
+	tokenCreated := obj{"type": "object", "properties": obj{}}
+	for k, v := range token["properties"].(obj) {
+		tokenCreated["properties"].(obj)[k] = v
+	}
+	tokenCreated["properties"].(obj)["token"] = str1("the token, cst_…: shown only in this answer")
+	password := obj{"type": "object", "properties": obj{
+		"id": obj{"type": "string"}, "user_id": obj{"type": "string"}, "created_by": str1("administrator ID"), "created_at": dateTime,
+		"expires_at": dateTime, "used_at": dateTimeOpt, "device_id": obj{"type": "string"}, "revoked_at": dateTimeOpt,
+	}}
+	return obj{
+		"Error": object([]string{"error"}, obj{"error": object([]string{"code", "message", "request_id"}, obj{
+			"code": str1("stable, machine-readable"), "message": str1("safe to show"), "request_id": str1("ties the answer to the server log and the audit trail"),
+			"fields": obj{"type": "object", "additionalProperties": obj{"type": "string"}, "description": "what is wrong with each named field"},
+		})}),
+		"OpenAPI":  obj{"type": "object", "description": "an OpenAPI 3.1 document"},
+		"User":     user,
+		"UserList": listOf("User"),
+		"UserCreate": object([]string{"email"}, obj{
+			"email": str1("an email address (stored in lower case)"), "username": str1("a-z 0-9 . _ -; default: the local part of email"),
+			"display_name": obj{"type": "string"}, "activation_profile_id": str1("assign an activation profile"),
+		}),
+		"UserPatch": object(nil, obj{
+			"email": obj{"type": "string"}, "username": obj{"type": "string"}, "display_name": obj{"type": "string"},
+			"activation_profile_id": str1("assign an activation profile; \"\" unassigns"),
+		}),
+		"EffectiveProfile": object([]string{"profile", "source"}, obj{"profile": ref("Profile"), "source": obj{"type": "string", "enum": []string{"user", "group", "default"}}}),
+		"PasswordCreate": object(nil, obj{
+			"password":   str1("the activation password (8 to 128 characters); absent or empty generates one"),
+			"expires_in": str1("a Go duration such as \"720h\"; default 720h, at most 8760h"),
+		}),
+		"PasswordCreated": object(nil, obj{
+			"id": obj{"type": "string"}, "user_id": obj{"type": "string"}, "password": str1("the activation password: shown only in this answer"),
+			"generated": obj{"type": "boolean"}, "created_by": obj{"type": "string"}, "created_at": dateTime, "expires_at": dateTime,
+		}),
+		"Password":     password,
+		"PasswordList": listOf("Password"),
+		"Revoked":      object([]string{"revoked"}, obj{"revoked": obj{"type": "integer", "description": "how many were revoked"}}),
+		"Group":        group,
+		"GroupList":    listOf("Group"),
+		"GroupCreate": object([]string{"name"}, obj{
+			"name": obj{"type": "string"}, "description": obj{"type": "string"}, "activation_profile_id": str1("assign an activation profile"),
+		}),
+		"GroupPatch": object(nil, obj{
+			"name": obj{"type": "string"}, "description": obj{"type": "string"}, "activation_profile_id": str1("assign an activation profile; \"\" unassigns"),
+		}),
+		"MemberAdd":   object([]string{"user_id"}, obj{"user_id": obj{"type": "string"}}),
+		"Profile":     profile,
+		"ProfileList": listOf("Profile"),
+		"ProfileCreate": object([]string{"name", "types"}, obj{
+			"name": obj{"type": "string"}, "description": obj{"type": "string"},
+			"rank":        obj{"type": "integer", "description": "default 100"},
+			"max_devices": obj{"type": "integer", "description": "1 to 100, default 10"}, "types": platformTypes,
+		}),
+		"ProfilePatch": object(nil, obj{
+			"name": obj{"type": "string"}, "description": obj{"type": "string"}, "rank": obj{"type": "integer"},
+			"max_devices": obj{"type": "integer"}, "types": platformTypes,
+		}),
+		"ActivationTypes": object([]string{"items", "platforms"}, obj{
+			"items": obj{"type": "array", "items": object(nil, obj{
+				"type": obj{"type": "string"}, "label": obj{"type": "string"}, "platforms": obj{"type": "array", "items": obj{"type": "string"}},
+			})},
+			"platforms": obj{"type": "array", "items": obj{"type": "string"}},
+			"next":      obj{"type": "string"},
+		}),
+		"Device":       obj{"type": "object", "properties": deviceProps},
+		"DeviceList":   listOf("Device"),
+		"DeviceDetail": obj{"type": "object", "properties": detailProps},
+		"Inventory": obj{"type": "object", "properties": obj{
+			"device_id": obj{"type": "string"}, "info": obj{"type": "object"},
+			"software":    obj{"type": "array", "items": obj{"type": "object"}},
+			"reported_at": dateTime,
+		}},
+		"Token":        token,
+		"TokenList":    listOf("Token"),
+		"TokenCreate":  object([]string{"name"}, obj{"name": obj{"type": "string"}, "expires_in": strOpt("a Go duration such as \"720h\"; absent means no expiry")}),
+		"TokenCreated": tokenCreated,
+		"AuditEntry": obj{"type": "object", "properties": obj{
+			"id": obj{"type": "integer"}, "at": dateTime, "actor": str1("administrator ID, or \"system\""), "actor_ip": obj{"type": "string"},
+			"action": str1("e.g. user.create"), "object_type": obj{"type": "string"}, "object_id": obj{"type": "string"},
+			"request_id": obj{"type": "string"}, "outcome": obj{"type": "string", "enum": []string{"ok", "failed", "denied"}},
+			"detail": obj{"type": "object"},
+		}},
+		"AuditList": listOf("AuditEntry"),
+	}
+}
+
+var pathParam = regexp.MustCompile(`\{([A-Za-z]+)\}`)
+
+func errResp(desc string) obj {
+	return obj{"description": desc, "content": obj{"application/json": obj{"schema": ref("Error")}}}
+}
+
+// buildOpenAPI renders the document for a route table.
+func buildOpenAPI(table []route) []byte {
+	paths := obj{}
+	for i := range table {
+		r := &table[i]
+		item, _ := paths[r.Path].(obj)
+		if item == nil {
+			item = obj{}
+			paths[r.Path] = item
+		}
+		op := obj{"operationId": r.OpID, "summary": r.Summary, "tags": []string{r.Tag}}
+		var params []any
+		for _, m := range pathParam.FindAllStringSubmatch(r.Path, -1) {
+			params = append(params, obj{"name": m[1], "in": "path", "required": true, "schema": obj{"type": "string"}})
+		}
+		for _, q := range r.Query {
+			qp := queryParams[q]
+			params = append(params, obj{"name": q, "in": "query", "required": false, "description": qp.Desc, "schema": obj{"type": qp.Type}})
+		}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		if r.Body != "" {
+			op["requestBody"] = obj{
+				"required":    !r.BodyOptional,
+				"description": fmt.Sprintf("at most %d bytes", r.BodyLimit),
+				"content":     obj{"application/json": obj{"schema": ref(r.Body)}},
+			}
+		}
+		resp := obj{}
+		ok := obj{"description": http.StatusText(r.Status)}
+		if r.Resp != "" {
+			ok["content"] = obj{"application/json": obj{"schema": ref(r.Resp)}}
+		}
+		resp[fmt.Sprint(r.Status)] = ok
+		if r.Public {
+			op["security"] = []any{}
+		} else {
+			resp["401"] = errResp("no, an unknown, a revoked or an expired token (token_required, token_invalid, token_revoked, token_expired)")
+			if strings.Contains(r.Path, "{") {
+				resp["404"] = errResp("no such object (user_not_found, group_not_found, …)")
+			}
+		}
+		if r.Body != "" {
+			resp["400"] = errResp("invalid input (malformed_json, unknown_field, json_too_deep, wrong_field_type, or a field error)")
+			resp["413"] = errResp("the body is over this endpoint's limit (body_too_large)")
+		}
+		resp["default"] = errResp("an error")
+		op["responses"] = resp
+		item[strings.ToLower(r.Method)] = op
+	}
+	doc := obj{
+		"openapi": "3.1.0",
+		"info": obj{
+			"title":       "Custos administrator API",
+			"version":     "1",
+			"description": "JSON under /api/v1. Authenticate with Authorization: Bearer <API token>. Lists are {items, next}; pass next as ?after= (?before= for the audit trail). Durations are Go duration strings (\"720h\"). Every change is recorded in the audit trail.",
+		},
+		"servers":  []any{obj{"url": "/"}},
+		"security": []any{obj{"bearer": []string{}}},
+		"paths":    paths,
+		"components": obj{
+			"securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer", "description": "an API token, cst_…"}},
+			"schemas":         schemas(),
+		},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		panic("api: openapi document: " + err.Error())
+	}
+	return b
+}

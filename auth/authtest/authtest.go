@@ -1,0 +1,205 @@
+// Package authtest is the conformance suite of auth.AdminStore and
+// auth.TokenStore, run by every implementation against each of its
+// backends.
+package authtest
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/custos-uem/custos/auth"
+	"github.com/custos-uem/custos/errs"
+	"github.com/custos-uem/custos/user/usertest"
+)
+
+// Stores is what the suite tests.
+type Stores interface {
+	auth.AdminStore
+	auth.TokenStore
+}
+
+// Run runs the suite; open must return empty stores of their own for each
+// call (the subtests run in parallel).
+func Run(t *testing.T, open func(t *testing.T) Stores) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Stores)
+	}{
+		{"CreateAdminThenAdminReturnsIt", testCreateAdmin},
+		{"ListAdminsInIDOrder", testListAdmins},
+		{"CreateTokenThenTokenByHashReturnsIt", testCreateToken},
+		{"ListTokensIncludesRevokedInIDOrder", testListTokens},
+		{"RevokeTokenOnlyOnce", testRevokeToken},
+		{"TouchTokenSetsLastUsed", testTouchToken},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open(t))
+		})
+	}
+}
+
+// t0 is the suite's clock: microseconds in UTC, which is what stores keep.
+var t0 = time.Date(2031, 3, 4, 5, 6, 7, 8000, time.UTC)
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// wantErr fails unless err matches want (nil meaning success).
+func wantErr(t testing.TB, what string, err, want error) {
+	t.Helper()
+	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func wantEqual(t testing.TB, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+func newAdmin(username string) *auth.Admin {
+	return &auth.Admin{ID: newID(), Username: username, DisplayName: "Admin " + username,
+		Role: auth.RoleSecurityAdmin, CreatedAt: t0}
+}
+
+func createAdmin(t testing.TB, s auth.AdminStore, username string) *auth.Admin {
+	t.Helper()
+	a := newAdmin(username)
+	wantErr(t, "CreateAdmin", s.CreateAdmin(context.Background(), a), nil)
+	return a
+}
+
+func newToken(adminID string) *auth.Token {
+	hash := make([]byte, 32)
+	rand.Read(hash)
+	return &auth.Token{ID: newID(), AdminID: adminID, Name: "ci", Hash: hash, CreatedAt: t0}
+}
+
+func createToken(t testing.TB, s auth.TokenStore, adminID string) *auth.Token {
+	t.Helper()
+	tok := newToken(adminID)
+	wantErr(t, "CreateToken", s.CreateToken(context.Background(), tok), nil)
+	return tok
+}
+
+func wantToken(t testing.TB, s auth.TokenStore, want *auth.Token) {
+	t.Helper()
+	got, err := s.TokenByHash(context.Background(), want.Hash)
+	wantErr(t, "TokenByHash", err, nil)
+	wantEqual(t, "TokenByHash", got, want)
+}
+
+func testCreateAdmin(t *testing.T, s Stores) {
+	ctx := context.Background()
+	a := createAdmin(t, s, "root")
+	got, err := s.Admin(ctx, a.ID)
+	wantErr(t, "Admin", err, nil)
+	wantEqual(t, "Admin", got, a)
+	tests := []struct {
+		name string
+		a    *auth.Admin
+		want error
+	}{
+		{"fail/duplicate username", newAdmin("root"), errs.ErrConflict},
+		{"ok/hostile strings", &auth.Admin{ID: newID(), Username: usertest.SQLInject, DisplayName: usertest.ScriptTag,
+			Role: auth.RoleSecurityAdmin, CreatedAt: t0}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantErr(t, "CreateAdmin", s.CreateAdmin(ctx, tc.a), tc.want)
+			if tc.want == nil {
+				got, err := s.Admin(ctx, tc.a.ID)
+				wantErr(t, "Admin", err, nil)
+				wantEqual(t, "Admin", got, tc.a)
+			}
+		})
+	}
+	_, err = s.Admin(ctx, newID())
+	wantErr(t, "Admin(unknown)", err, errs.ErrNotFound)
+}
+
+func testListAdmins(t *testing.T, s Stores) {
+	a, b := createAdmin(t, s, "zed"), createAdmin(t, s, "amy")
+	got, err := s.ListAdmins(context.Background())
+	wantErr(t, "ListAdmins", err, nil)
+	wantEqual(t, "ListAdmins", got, []*auth.Admin{a, b})
+}
+
+func testCreateToken(t *testing.T, s Stores) {
+	ctx := context.Background()
+	a := createAdmin(t, s, "root")
+	tok := newToken(a.ID)
+	expires, used := t0.Add(24*time.Hour), t0.Add(time.Minute)
+	tok.ExpiresAt, tok.LastUsedAt, tok.Name = &expires, &used, usertest.ScriptTag
+	wantErr(t, "CreateToken", s.CreateToken(ctx, tok), nil)
+	wantToken(t, s, tok)
+	dup := newToken(a.ID)
+	dup.Hash = tok.Hash
+	tests := []struct {
+		name string
+		tok  *auth.Token
+		want error
+	}{
+		{"fail/unknown admin", newToken(newID()), errs.ErrNotFound},
+		{"fail/duplicate hash", dup, errs.ErrConflict},
+		{"ok/no expiry", newToken(a.ID), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantErr(t, "CreateToken", s.CreateToken(ctx, tc.tok), tc.want)
+		})
+	}
+	_, err := s.TokenByHash(ctx, make([]byte, 32))
+	wantErr(t, "TokenByHash(unknown)", err, errs.ErrNotFound)
+}
+
+func testListTokens(t *testing.T, s Stores) {
+	ctx := context.Background()
+	a, b := createAdmin(t, s, "a"), createAdmin(t, s, "b")
+	t1, t2, t3 := createToken(t, s, a.ID), createToken(t, s, b.ID), createToken(t, s, a.ID)
+	wantErr(t, "RevokeToken", s.RevokeToken(ctx, t2.ID, t0), nil)
+	t2.RevokedAt = &t0
+	got, err := s.ListTokens(ctx)
+	wantErr(t, "ListTokens", err, nil)
+	wantEqual(t, "ListTokens", got, []*auth.Token{t1, t2, t3})
+}
+
+func testRevokeToken(t *testing.T, s Stores) {
+	ctx := context.Background()
+	tok := createToken(t, s, createAdmin(t, s, "root").ID)
+	tests := []struct {
+		name, id string
+		want     error
+	}{
+		{"fail/unknown", newID(), errs.ErrNotFound},
+		{"ok/unrevoked", tok.ID, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantErr(t, "RevokeToken", s.RevokeToken(ctx, tc.id, t0), tc.want)
+		})
+	}
+	wantErr(t, "RevokeToken(revoked)", s.RevokeToken(ctx, tok.ID, t0.Add(time.Hour)), errs.ErrNotFound)
+	tok.RevokedAt = &t0
+	wantToken(t, s, tok)
+}
+
+func testTouchToken(t *testing.T, s Stores) {
+	ctx := context.Background()
+	tok := createToken(t, s, createAdmin(t, s, "root").ID)
+	for _, at := range []time.Time{t0.Add(time.Minute), t0.Add(time.Hour)} {
+		wantErr(t, "TouchToken", s.TouchToken(ctx, tok.ID, at), nil)
+		tok.LastUsedAt = &at
+		wantToken(t, s, tok)
+	}
+	wantErr(t, "TouchToken(unknown)", s.TouchToken(ctx, newID(), t0), nil)
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/custos-uem/custos/api/apitest"
+	"github.com/custos-uem/custos/device"
+	"github.com/custos-uem/custos/sqlstore/sqltest"
+)
+
+// adminRun runs "custos admin" with the server flags of e and args.
+type adminRun struct {
+	t    *testing.T
+	e    *apitest.Env
+	base []string
+}
+
+func newAdminRun(t *testing.T, e *apitest.Env) *adminRun {
+	base := []string{"--server", e.URL, "--data", e.DataDir}
+	if strings.HasPrefix(e.URL, "https://") {
+		base = append(base, "--ca", e.CAFile(t))
+	}
+	return &adminRun{t: t, e: e, base: base}
+}
+
+func (a *adminRun) run(args ...string) (string, string, error) {
+	a.t.Helper()
+	var out, errOut bytes.Buffer
+	err := runAdmin(context.Background(), append(append([]string{}, a.base...), args...), &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// ok runs and fails the test on an error.
+func (a *adminRun) ok(args ...string) string {
+	a.t.Helper()
+	out, errOut, err := a.run(args...)
+	if err != nil {
+		a.t.Fatalf("custos admin %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+// json runs with --json and decodes the answer.
+func (a *adminRun) json(args ...string) map[string]any {
+	a.t.Helper()
+	out := a.ok(append(args, "--json")...)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		a.t.Fatalf("custos admin %s --json: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return m
+}
+
+func apiErr(t *testing.T, err error, code string) {
+	t.Helper()
+	var e *apiError
+	if !errors.As(err, &e) || e.Code != code {
+		t.Fatalf("error %v, want code %s", err, code)
+	}
+	if e.RequestID == "" || !strings.Contains(err.Error(), "request ID "+e.RequestID) || !strings.Contains(err.Error(), code) {
+		t.Errorf("error message lacks code or request ID: %q", err.Error())
+	}
+}
+
+var passwordLine = regexp.MustCompile(`activation password: (\S+)`)
+
+func TestAdminCLI(t *testing.T) {
+	for _, b := range sqltest.Backends(t) {
+		t.Run(b, func(t *testing.T) {
+			e := apitest.New(t, b, true)
+			a := newAdminRun(t, e)
+
+			// Users.
+			out := a.ok("users", "add", "--email", "Alice@Example.com", "--name", "Alice A.")
+			if !strings.Contains(out, "alice@example.com") || !strings.Contains(out, "Alice A.") {
+				t.Errorf("users add: %s", out)
+			}
+			u := a.json("users", "get", "alice")
+			uid := u["id"].(string)
+			if list := a.ok("users", "list"); !strings.Contains(list, uid) || !strings.HasPrefix(list, "ID ") || !strings.Contains(list, "alice@example.com") {
+				t.Errorf("users list:\n%s", list)
+			}
+			if out := a.ok("users", "update", "alice@example.com", "--name", "Alice B."); !strings.Contains(out, "Alice B.") {
+				t.Errorf("users update: %s", out)
+			}
+			_, _, err := a.run("users", "add", "--email", "alice@example.com", "--username", "other")
+			apiErr(t, err, "user_email_taken")
+			_, _, err = a.run("users", "add", "--email", "not-an-email")
+			apiErr(t, err, "invalid_user")
+			if !strings.Contains(err.Error(), "email:") {
+				t.Errorf("field errors not shown: %v", err)
+			}
+
+			// Activation password: shown once, works once.
+			out = a.ok("users", "password", "alice", "--expires", "48h")
+			m := passwordLine.FindStringSubmatch(out)
+			if m == nil || !strings.Contains(out, "shown only this once") {
+				t.Fatalf("users password: %s", out)
+			}
+			devID := e.EnrollDevice(t, "alice", m[1], "hw-alice", "laptop\x1b[2J")
+			if out := a.ok("users", "passwords", uid); strings.Contains(out, m[1]) || !strings.Contains(out, devID) {
+				t.Errorf("users passwords:\n%s", out)
+			}
+			a.ok("users", "password", uid, "--password", "chosen secret")
+			if out := a.ok("users", "revoke-passwords", "alice"); !strings.Contains(out, "revoked 1") {
+				t.Errorf("revoke-passwords: %s", out)
+			}
+
+			// Groups and profiles.
+			g := a.json("groups", "add", "--name", "Sales", "--description", "<script>x</script>")
+			gid := g["id"].(string)
+			a.ok("groups", "add-member", gid, "alice@example.com")
+			if out := a.ok("groups", "members", gid); !strings.Contains(out, uid) {
+				t.Errorf("groups members:\n%s", out)
+			}
+			if out := a.ok("groups", "list"); !strings.Contains(out, "Sales") {
+				t.Errorf("groups list:\n%s", out)
+			}
+			a.ok("groups", "update", gid, "--description", "")
+			if out := a.ok("profiles", "types"); !strings.Contains(out, "work_space_only") || !strings.Contains(out, "android") {
+				t.Errorf("profiles types:\n%s", out)
+			}
+			p := a.json("profiles", "add", "--name", "Field", "--type", "android=work_space_only", "--type", "linux=mdm_controls", "--max-devices", "3")
+			pid := p["id"].(string)
+			if p["max_devices"] != float64(3) || len(p["types"].(map[string]any)) != 2 {
+				t.Errorf("profiles add: %v", p)
+			}
+			if out := a.ok("profiles", "list"); !strings.Contains(out, "android=work_space_only,linux=mdm_controls") {
+				t.Errorf("profiles list:\n%s", out)
+			}
+			a.ok("profiles", "update", pid, "--rank", "7")
+			a.ok("users", "update", "alice", "--profile", pid)
+			if ep := a.json("users", "effective-profile", "alice"); ep["source"] != "user" {
+				t.Errorf("effective profile: %v", ep)
+			}
+			a.ok("users", "update", "alice", "--profile", "")
+			a.ok("groups", "update", gid, "--profile", pid)
+			if out := a.ok("users", "effective-profile", "alice"); !strings.Contains(out, "group") || !strings.Contains(out, "Field") {
+				t.Errorf("effective profile via group:\n%s", out)
+			}
+			a.ok("groups", "remove-member", gid, uid)
+			_, _, err = a.run("groups", "remove-member", gid, uid)
+			apiErr(t, err, "member_not_found")
+
+			// Devices: a device-chosen name cannot drive the terminal.
+			list := a.ok("devices", "list", "--user", "alice")
+			if !strings.Contains(list, devID) || !strings.Contains(list, "alice@example.com") || strings.Contains(list, "\x1b") || !strings.Contains(list, `\x1b[2J`) {
+				t.Errorf("devices list:\n%q", list)
+			}
+			e.Report(t, devID, device.Info{Hostname: "host-1", OSName: "Debian", Attributes: map[string]string{"note": "\x1b]0;pwned\a"}}, []device.App{{Name: "bash", Version: "5.2"}})
+			detail := a.ok("devices", "get", devID)
+			if !strings.Contains(detail, "host-1") || !strings.Contains(detail, "bash") || strings.Contains(detail, "\x1b") {
+				t.Errorf("devices get:\n%q", detail)
+			}
+			a.ok("devices", "remove", devID)
+			_, _, err = a.run("devices", "remove", devID)
+			apiErr(t, err, "device_not_found")
+			if out := a.ok("devices", "list", "--state", "removed"); !strings.Contains(out, devID) {
+				t.Errorf("removed devices:\n%s", out)
+			}
+
+			// Tokens.
+			out = a.ok("tokens", "add", "--name", "ci", "--expires", "1h")
+			tok := regexp.MustCompile(`token:\s+(cst_\S+)`).FindStringSubmatch(out)
+			tid := regexp.MustCompile(`id:\s+(\S+)`).FindStringSubmatch(out)
+			if tok == nil || tid == nil {
+				t.Fatalf("tokens add: %s", out)
+			}
+			if _, _, err := a.run("--token", tok[1], "users", "list"); err != nil {
+				t.Errorf("new token: %v", err)
+			}
+			if out := a.ok("tokens", "list"); !strings.Contains(out, "ci") || strings.Contains(out, tok[1]) {
+				t.Errorf("tokens list:\n%s", out)
+			}
+			a.ok("tokens", "revoke", tid[1])
+			_, _, err = a.run("--token", tok[1], "users", "list")
+			apiErr(t, err, "token_revoked")
+
+			// Audit.
+			audit := a.ok("audit", "list", "--limit", "500")
+			for _, action := range []string{"user.create", "user.update", "user.password.set", "user.password.revoke", "group.create", "group.member.add",
+				"profile.create", "device.remove", "token.create", "token.revoke", "auth.denied"} {
+				if !strings.Contains(audit, action) {
+					t.Errorf("audit list lacks %s", action)
+				}
+			}
+			if !strings.Contains(audit, "admin") || !strings.Contains(audit, "127.0.0.1") || !strings.Contains(audit, "user_email_taken") {
+				t.Errorf("audit list:\n%s", audit)
+			}
+			_, stderr, _ := a.run("audit", "list", "--limit", "2")
+			if !strings.Contains(stderr, "--before") {
+				t.Errorf("no paging hint: %q", stderr)
+			}
+
+			// Unknown objects and cleanup.
+			_, _, err = a.run("groups", "get", "0190a000-0000-7000-8000-000000000001")
+			apiErr(t, err, "group_not_found")
+			if _, _, err := a.run("users", "get", "nobody@example.com"); err == nil || !strings.Contains(err.Error(), "no user has the login") {
+				t.Errorf("unknown login: %v", err)
+			}
+			a.ok("groups", "delete", gid)
+			a.ok("users", "delete", "alice")
+			a.ok("profiles", "delete", pid)
+			if out := a.ok("users", "list"); strings.Contains(out, uid) {
+				t.Errorf("user still listed:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestAdminCLIUsageAndConfig(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := runAdmin(context.Background(), nil, &out, &errOut); err != errUsage || !strings.Contains(errOut.String(), "users password") {
+		t.Errorf("no arguments: %v\n%s", err, errOut.String())
+	}
+	if err := runAdmin(context.Background(), []string{"-h"}, &out, &errOut); err != errHelp {
+		t.Errorf("-h: %v", err)
+	}
+	if err := runAdmin(context.Background(), []string{"users", "fly"}, &out, &errOut); err != errUsage {
+		t.Errorf("unknown verb: %v", err)
+	}
+	if err := runAdmin(context.Background(), []string{"users", "get", "-h"}, &out, &errOut); err != errHelp {
+		t.Errorf("verb -h: %v", err)
+	}
+	empty := t.TempDir()
+	if err := runAdmin(context.Background(), []string{"--data", empty, "users", "list"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "no API token") {
+		t.Errorf("missing token: %v", err)
+	}
+	if err := runAdmin(context.Background(), []string{"--server", "ftp://x", "--token", "t", "users", "list"}, &out, &errOut); err == nil {
+		t.Error("ftp server accepted")
+	}
+	if err := runAdmin(context.Background(), []string{"--token", "t", "--ca", filepath.Join(empty, "nope.pem"), "users", "list"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "--ca") {
+		t.Errorf("missing --ca: %v", err)
+	}
+
+	// Flags come from the environment too; a wrong arity is a usage error.
+	e := apitest.New(t, sqltest.Backends(t)[0], false)
+	t.Setenv("CUSTOS_SERVER", e.URL)
+	t.Setenv("CUSTOS_DATA", e.DataDir)
+	out.Reset()
+	if err := runAdmin(context.Background(), []string{"tokens", "list", "--json"}, &out, &errOut); err != nil || !strings.Contains(out.String(), `"bootstrap"`) {
+		t.Errorf("from the environment: %v %s", err, out.String())
+	}
+	if err := runAdmin(context.Background(), []string{"users", "get"}, &out, &errOut); err != errUsage {
+		t.Errorf("missing ID: %v", err)
+	}
+	// A token file with a trailing newline (as Bootstrap writes it) works.
+	tf := filepath.Join(t.TempDir(), "tok")
+	os.WriteFile(tf, []byte(e.Token+"\n"), 0o600)
+	if err := runAdmin(context.Background(), []string{"--token-file", tf, "users", "list"}, &out, &errOut); err != nil {
+		t.Errorf("--token-file: %v", err)
+	}
+}
