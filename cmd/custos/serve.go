@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/custos-uem/custos/core"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	var cfg core.Config
+	var hostnames, logFormat, logLevel string
+	fs.StringVar(&cfg.DataDir, "data", core.DefaultDataDir, "data directory: embedded database, CA, keys, admin token")
+	fs.StringVar(&cfg.Database, "database", "", "PostgreSQL URL (postgres://…); empty uses the embedded SQLite database in the data directory")
+	fs.StringVar(&cfg.Listen, "listen", core.DefaultListen, "HTTPS address for devices, the API and metrics (loopback by default)")
+	fs.StringVar(&hostnames, "hostname", "", "comma-separated extra names/addresses for the generated TLS certificate")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "URL devices use to reach this Core (default https://<listen>)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain to serve instead of one issued by the internal CA")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.IntVar(&cfg.PollSeconds, "poll-seconds", 0, "agent check-in interval in seconds (default 900)")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, logFormat, logLevel)
+	if err != nil {
+		return err
+	}
+	for _, h := range strings.Split(hostnames, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.Hostnames = append(cfg.Hostnames, h)
+		}
+	}
+	cfg.Logger, cfg.Stdout = log, stdout
+	m := core.NewMain(cfg)
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "shutting down")
+	return m.Close()
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
+}

@@ -1,0 +1,323 @@
+// Package core wires the Custos Core (the seed's "UEM Core") out of the
+// domain packages: the database, the CA, the services, the device
+// protocol handlers and the admin API, behind one deny-by-default HTTPS
+// listener. Main is what `custos serve` runs and what end-to-end tests
+// start on 127.0.0.1:0.
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/custos-uem/custos/activation"
+	"github.com/custos-uem/custos/device"
+	"github.com/custos-uem/custos/httpx"
+	"github.com/custos-uem/custos/pki"
+	agentproto "github.com/custos-uem/custos/platform/agent"
+	"github.com/custos-uem/custos/sqlstore"
+)
+
+// Defaults of Config.
+const (
+	DefaultListen  = "127.0.0.1:8443"
+	DefaultDataDir = "custos-data"
+	// PepperFile keys the hash of activation passwords; it must be the
+	// same on every Core process sharing one database.
+	PepperFile = "secret.key"
+	// Public paths of the PKI.
+	PathCA  = "/pki/ca.pem"
+	PathCRL = "/pki/crl.der"
+)
+
+// Config is everything `custos serve` takes from flags.
+type Config struct {
+	DataDir string
+	// Database is a PostgreSQL URL; empty means SQLite in DataDir.
+	Database string
+	// Listen is the address of the HTTPS listener (devices, API, metrics).
+	Listen string
+	// Hostnames are names and addresses the generated server certificate
+	// covers besides localhost, 127.0.0.1 and ::1.
+	Hostnames []string
+	// PublicURL is how devices reach this Core (written into device
+	// certificates as the CRL location); defaults to https://<listen>.
+	PublicURL string
+	// TLSCert and TLSKey, when both set, replace the certificate issued
+	// from the internal CA.
+	TLSCert, TLSKey string
+	// PollSeconds is the agents' check-in interval.
+	PollSeconds int
+	// ActivationRate limits activation requests per client IP per second
+	// (burst 4×); zero takes a default of 10, negative disables it (for
+	// benchmarks from one address).
+	ActivationRate float64
+
+	// ReadHeaderTimeout, when positive, replaces httpx.ReadHeaderTimeout
+	// (tests of slow clients shorten it).
+	ReadHeaderTimeout time.Duration
+
+	Logger *slog.Logger
+	// Stdout receives the start-up banner (addresses, admin token); nil
+	// discards it.
+	Stdout io.Writer
+	Now    func() time.Time
+}
+
+// Main is a running Core.
+type Main struct {
+	Config Config
+
+	DB         *sqlstore.DB
+	CA         *pki.CA
+	Activation *activation.Service
+	Devices    *device.Service
+	Registry   *prometheus.Registry
+
+	ln      net.Listener
+	srv     *http.Server
+	serveWG sync.WaitGroup
+	closed  bool
+}
+
+// NewMain returns a Main for cfg, with defaults filled in.
+func NewMain(cfg Config) *Main {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Main{Config: cfg}
+}
+
+// Run opens the data directory and database, loads or creates the CA,
+// bootstraps the first administrator, starts listening and returns once
+// the Core is serving. Close stops it.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	cfg := &m.Config
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	ca, created, err := pki.LoadOrCreateCA(cfg.DataDir, pki.Options{Now: cfg.Now})
+	if err != nil {
+		return err
+	}
+	m.CA = ca
+	if created {
+		log.Info("created the internal CA", "fingerprint", ca.Fingerprint())
+	}
+	pepper, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, PepperFile))
+	if err != nil {
+		return err
+	}
+	if m.DB, err = sqlstore.Open(ctx, cfg.Database, cfg.DataDir, log); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	m.ln = ln
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "https://" + ln.Addr().String()
+	}
+	ca.CRLURL = strings.TrimSuffix(cfg.PublicURL, "/") + PathCRL
+	tlsCert, err := m.serverCert()
+	if err != nil {
+		return err
+	}
+
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(m.DB.Collector())
+
+	m.Activation = &activation.Service{Store: m.DB, CA: ca, Pepper: pepper, Now: cfg.Now, Metrics: activation.NewMetrics(m.Registry)}
+	if m.Activation.DefaultProfileID, err = m.Activation.EnsureDefaultProfile(ctx); err != nil {
+		return fmt.Errorf("default activation profile: %w", err)
+	}
+	m.Devices = &device.Service{Store: m.DB, Remover: m.DB, OnRemove: ca.InvalidateCRL, Now: cfg.Now}
+
+	handler, err := m.routes(ctx)
+	if err != nil {
+		return err
+	}
+	m.srv = httpx.NewServer(handler, log)
+	if cfg.ReadHeaderTimeout > 0 {
+		m.srv.ReadHeaderTimeout = cfg.ReadHeaderTimeout
+	}
+	m.srv.TLSConfig = &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{tlsCert},
+		// Devices present their certificate after activation; the admin
+		// API and the activation steps have none. Each route decides
+		// (httpx.Router), TLS only verifies a certificate that is given.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  ca.Pool(),
+		// Certificate validity is judged by the Core's clock, the same
+		// one that issued them.
+		Time: cfg.Now,
+	}
+	m.serveWG.Add(1)
+	go func() {
+		defer m.serveWG.Done()
+		if err := m.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("server stopped", "err", err)
+		}
+	}()
+	fmt.Fprintf(cfg.Stdout, "Custos Core listening on %s (database: %s)\n", m.URL(), m.DB.Backend())
+	fmt.Fprintf(cfg.Stdout, "  CA certificate: %s (SHA-256 %s)\n", filepath.Join(cfg.DataDir, pki.CAFile), ca.Fingerprint())
+	return nil
+}
+
+// routes builds the handler; admin routes come from package api.
+func (m *Main) routes(ctx context.Context) (http.Handler, error) {
+	rt, err := m.adminRouter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rate := m.Config.ActivationRate
+	if rate == 0 {
+		rate = 10
+	}
+	var lim *httpx.IPLimiter
+	if rate > 0 {
+		lim = httpx.NewIPLimiter(rate, int(4*rate))
+	}
+	(&agentproto.Handler{Activation: m.Activation, Devices: m.Devices, Limiter: lim, PollSeconds: m.Config.PollSeconds}).Register(rt)
+
+	rt.Public("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	rt.Public("GET /readyz", http.HandlerFunc(m.readyz))
+	rt.Public("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	rt.Public("GET "+PathCA, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(m.CA.CertPEM)
+	}))
+	rt.Public("GET "+PathCRL, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		der, err := m.CA.CRL(r.Context(), m.DB)
+		if err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		w.Write(der)
+	}))
+	return httpx.Observe(m.Config.Logger, httpx.NewMetrics(m.Registry), rt), nil
+}
+
+// readyz answers 200 when the database answers and every migration is
+// applied.
+func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	ok, err := m.DB.Migrated(ctx)
+	if err == nil && !ok {
+		err = errors.New("migrations pending")
+	}
+	if err != nil {
+		httpx.Logger(ctx).Warn("not ready", "err", err)
+		httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database"})
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (m *Main) serverCert() (tls.Certificate, error) {
+	cfg := &m.Config
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return c, fmt.Errorf("TLS certificate: %w", err)
+		}
+		return c, nil
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	hosts = append(hosts, cfg.Hostnames...)
+	return m.CA.LoadOrIssueServerCert(cfg.DataDir, hosts)
+}
+
+// URL is the base URL of the listener.
+func (m *Main) URL() string {
+	if m.ln == nil {
+		return ""
+	}
+	return "https://" + m.ln.Addr().String()
+}
+
+// Close stops serving (in-flight requests get a few seconds) and closes
+// the database. It is safe to call more than once.
+func (m *Main) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	var errs []error
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.srv.Shutdown(ctx))
+		cancel()
+		m.serveWG.Wait()
+	} else if m.ln != nil {
+		errs = append(errs, m.ln.Close())
+	}
+	if m.DB != nil {
+		errs = append(errs, m.DB.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// loadOrCreateSecret returns the 32-byte secret in path, creating it
+// (0600, atomically) on first start.
+func loadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) != 32 {
+			return nil, fmt.Errorf("%s: expected 32 bytes, found %d", path, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return b, pki.WriteFileAtomic(path, b, 0o600)
+}
