@@ -114,7 +114,9 @@ type Store interface {
 	// replaces the stored info and the device's model/OS version/name
 	// columns; software replaces the stored list unless it is nil (the
 	// device said it is unchanged). LastSeenAt becomes now. A removed or
-	// unknown device returns errs.ErrNotFound and changes nothing.
+	// unknown device returns errs.ErrNotFound and changes nothing. An empty
+	// info field (not reported) leaves the device's column as it was, and a
+	// device still activating is errs.ErrNotFound too.
 	SaveReport(ctx context.Context, id string, info Info, software []App, now time.Time) error
 	// Acknowledge records that the device applied configuration version and
 	// moves an enrolled device to active (an active one stays active).

@@ -74,6 +74,8 @@ type Store interface {
 	// DeleteUser removes the user together with their activation passwords,
 	// enrollment sessions, group memberships and device history; the caller
 	// must have removed (and so revoked) their devices first. errs.ErrNotFound.
+	// A user who still has an enrolled or active device is kept and
+	// errs.ErrConflict returned, so no valid certificate outlives its owner.
 	DeleteUser(ctx context.Context, id string) error
 }
 

@@ -1,0 +1,157 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// maxBatch bounds how many writes share one SQLite commit, so that one
+// failing commit fails a bounded number of callers.
+const maxBatch = 128
+
+// errClosed is returned by writes after Close.
+var errClosed = errors.New("sqlstore: database is closed")
+
+// writeQueue is SQLite's writer: one goroutine owns the writer connection
+// and commits the writes that queued while it was busy together, in one
+// transaction ("group commit"). Each write runs inside its own savepoint, so
+// it is still atomic and a failing one is rolled back alone; writes run one
+// after the other, so each sees the ones before it, exactly as if each had
+// been a transaction of its own; and every caller waits for the commit. What
+// is shared is the commit's cost: SQLite writes every changed page to the
+// WAL once per commit, and writes of one batch mostly change the same pages
+// (the ends of the same tables and indexes).
+type writeQueue struct {
+	db   *DB
+	reqs chan writeReq
+	mu   sync.RWMutex // held for reading while sending on reqs; Close takes it to close reqs
+	shut bool
+	done chan struct{} // closed when the goroutine has returned
+}
+
+type writeReq struct {
+	ctx    context.Context
+	fn     func(context.Context, runner) error
+	result chan error
+}
+
+func newWriteQueue(db *DB) *writeQueue {
+	q := &writeQueue{db: db, reqs: make(chan writeReq, maxBatch), done: make(chan struct{})}
+	go q.loop()
+	return q
+}
+
+// do queues fn and waits for the commit of its batch. It does not give up
+// when ctx ends while fn is queued: the caller must not return before it
+// knows whether fn was stored. A fn whose ctx has ended before it runs does
+// not run.
+func (q *writeQueue) do(ctx context.Context, fn func(context.Context, runner) error) error {
+	req := writeReq{ctx: ctx, fn: fn, result: make(chan error, 1)}
+	q.mu.RLock()
+	if q.shut {
+		q.mu.RUnlock()
+		return errClosed
+	}
+	q.reqs <- req
+	q.mu.RUnlock()
+	return <-req.result
+}
+
+// close runs the writes already queued, refuses new ones, and waits for the
+// goroutine to return.
+func (q *writeQueue) close() {
+	q.mu.Lock()
+	if !q.shut {
+		q.shut = true
+		close(q.reqs)
+	}
+	q.mu.Unlock()
+	<-q.done
+}
+
+func (q *writeQueue) loop() {
+	defer close(q.done)
+	batch := make([]writeReq, 0, maxBatch)
+	for req := range q.reqs {
+		batch = append(batch[:0], req)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case req, ok := <-q.reqs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		q.commit(batch)
+	}
+}
+
+// commit runs the batch in one transaction and tells every caller its
+// outcome.
+func (q *writeQueue) commit(batch []writeReq) {
+	results := make([]error, len(batch))
+	if err := q.run(batch, results); err != nil {
+		for i := range results {
+			results[i] = err
+		}
+	}
+	for i, req := range batch {
+		req.result <- results[i]
+	}
+}
+
+// run fills results with each write's own outcome, or returns the error
+// that lost the whole batch.
+func (q *writeQueue) run(batch []writeReq, results []error) error {
+	// The batch belongs to no single caller: its transaction must not end
+	// with the context of the one who happened to be first.
+	ctx := context.Background()
+	var missed []string
+	defer q.db.ws.prepare(ctx, &missed)
+	tx, err := q.db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr("begin", err)
+	}
+	r := runner{stmts: q.db.ws, tx: tx, missed: &missed}
+	for i, req := range batch {
+		if results[i], err = savepoint(req, r); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	return dbErr("commit", tx.Commit())
+}
+
+// savepoint runs one write in a savepoint and returns its outcome; txErr
+// reports that the transaction itself failed.
+func savepoint(req writeReq, r runner) (writeErr, txErr error) {
+	if err := req.ctx.Err(); err != nil {
+		return dbErr("write", err), nil
+	}
+	// Cancelling a statement interrupts SQLite, which rolls back the whole
+	// transaction, other callers' writes included. So a write that has
+	// started runs to its end.
+	ctx := context.WithoutCancel(req.ctx)
+	if _, err := r.run(ctx, `SAVEPOINT write`); err != nil {
+		return nil, dbErr("savepoint", err)
+	}
+	err := req.fn(ctx, r)
+	if err != nil {
+		// Rolling back to the savepoint also checks that the transaction
+		// survived fn's error: SQLite rolls back the whole transaction on
+		// some (I/O error, disk full), and then there is no savepoint.
+		if _, rerr := r.run(ctx, `ROLLBACK TO write`); rerr != nil {
+			return nil, fmt.Errorf("sqlstore: write batch lost after %v: %w", err, dbErr("rollback to savepoint", rerr))
+		}
+	}
+	if _, rerr := r.run(ctx, `RELEASE write`); rerr != nil {
+		return nil, dbErr("release savepoint", rerr)
+	}
+	return err, nil
+}
