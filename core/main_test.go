@@ -588,3 +588,43 @@ func foreignCert(t *testing.T, deviceID string) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key}
 }
+
+// TestObservability checks what an operator scrapes and probes: health,
+// readiness, request metrics by route, activation counters, the database
+// pool, and a request ID on every answer.
+func TestObservability(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	_, pw := e.mustUser("obs@example.org")
+	if _, err := e.agent(agent.NewMemStore(), 11).Activate(context.Background(), "obs@example.org", pw); err != nil {
+		t.Fatal(err)
+	}
+	e.rawActivate(activateBody("obs@example.org", "wrong-password", "hw-obs"))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := e.hc.Get(e.m.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") == "" {
+			t.Fatalf("%s: %d, request id %q", path, resp.StatusCode, resp.Header.Get("X-Request-Id"))
+		}
+	}
+	resp, err := e.hc.Get(e.m.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`custos_http_requests_total{code="200",method="POST",route="POST /device/v1/activate"} 1`,
+		`custos_http_requests_total{code="200",method="POST",route="POST /device/v1/ack"} 1`,
+		`custos_http_request_duration_seconds_count{route="POST /device/v1/enroll"} 1`,
+		`custos_activations_enrolled_total 1`,
+		`custos_activation_failures_total{reason="activation_password_invalid"} 1`,
+		`go_sql_open_connections{db_name="sqlite_writer"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

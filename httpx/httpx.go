@@ -30,7 +30,20 @@ type ctxKey int
 const (
 	keyRequestID ctxKey = iota
 	keyLogger
+	keyRoute
 )
+
+// route is filled in by the Router with the pattern a request matched, so
+// that Observe (which runs outside the Router, before any middleware copied
+// the request) can label its metrics and log line with it.
+type route struct{ pattern string }
+
+// setRoute records pattern as the route of the request of ctx.
+func setRoute(ctx context.Context, pattern string) {
+	if r, ok := ctx.Value(keyRoute).(*route); ok {
+		r.pattern = pattern
+	}
+}
 
 // RequestID returns the request ID of ctx, or "".
 func RequestID(ctx context.Context) string {
@@ -93,6 +106,8 @@ func Observe(log *slog.Logger, m *Metrics, h http.Handler) http.Handler {
 		l := log.With("request_id", id)
 		ctx := context.WithValue(r.Context(), keyRequestID, id)
 		ctx = context.WithValue(ctx, keyLogger, l)
+		rt := &route{}
+		ctx = context.WithValue(ctx, keyRoute, rt)
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w}
 		r = r.WithContext(ctx)
@@ -101,7 +116,10 @@ func Observe(log *slog.Logger, m *Metrics, h http.Handler) http.Handler {
 			sw.status = http.StatusOK
 		}
 		d := time.Since(start)
-		route := r.Pattern
+		route := rt.pattern
+		if route == "" {
+			route = r.Pattern
+		}
 		if route == "" {
 			route = "unmatched"
 		}

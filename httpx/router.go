@@ -71,13 +71,18 @@ func Canonical(r *http.Request) bool {
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if Canonical(r) {
 		if h, pattern := rt.public.Handler(r); pattern != "" {
+			setRoute(r.Context(), pattern)
 			h.ServeHTTP(w, r)
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, "/device/") {
+			_, pattern := rt.device.Handler(r)
+			setRoute(r.Context(), pattern)
 			rt.deviceH.ServeHTTP(w, r)
 			return
 		}
+		_, pattern := rt.admin.Handler(r)
+		setRoute(r.Context(), pattern)
 	}
 	// Everything else, odd spellings included, must be an administrator.
 	// An authenticated administrator with an odd path gets the mux's own
