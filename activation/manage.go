@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custos-uem/custos/errs"
+	"github.com/custos-uem/custos/user"
 )
 
 // passwordAlphabet leaves out characters that read alike (0/O, 1/I/l) so a
@@ -193,6 +194,10 @@ func (s *Service) EffectiveProfile(ctx context.Context, userID string) (*Profile
 	if err != nil {
 		return nil, "", err
 	}
+	return s.effectiveProfile(ctx, u)
+}
+
+func (s *Service) effectiveProfile(ctx context.Context, u *user.User) (*Profile, string, error) {
 	if u.ActivationProfileID != "" {
 		p, err := s.Store.Profile(ctx, u.ActivationProfileID)
 		if err == nil {
@@ -202,7 +207,7 @@ func (s *Service) EffectiveProfile(ctx context.Context, userID string) (*Profile
 			return nil, "", err
 		}
 	}
-	groups, err := s.Store.GroupsOf(ctx, userID)
+	groups, err := s.Store.GroupsOf(ctx, u.ID)
 	if err != nil {
 		return nil, "", fmt.Errorf("activation: groups of user: %w", err)
 	}

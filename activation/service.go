@@ -224,7 +224,7 @@ func (s *Service) Activate(ctx context.Context, in ActivateInput) (*Activation, 
 		}
 		return nil, s.fail(err)
 	}
-	prof, _, err := s.EffectiveProfile(ctx, u.ID)
+	prof, _, err := s.effectiveProfile(ctx, u)
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +40,47 @@ type Result struct {
 func (r Result) String() string {
 	return fmt.Sprintf("%d activations in %v: %.0f/s (p50 %v, p95 %v, %d failed)",
 		r.Activations, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.P50.Round(time.Microsecond), r.P95.Round(time.Microsecond), r.Failures)
+}
+
+// PrepareUsersAPI creates n users with activation passwords through the
+// admin API of the Core at url (token is an administrator's API token).
+func PrepareUsersAPI(ctx context.Context, url, token string, roots *x509.CertPool, n int) ([]Credential, error) {
+	hc := &http.Client{Transport: agent.NewTransport(roots, nil)}
+	defer hc.CloseIdleConnections()
+	call := func(path string, in, out any) error {
+		b, _ := json.Marshal(in)
+		req, err := http.NewRequestWithContext(ctx, "POST", url+path, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			return fmt.Errorf("POST %s: %s: %s", path, resp.Status, body)
+		}
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	run := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	seedBase := sim.RandomSeed() >> 1
+	out := make([]Credential, n)
+	for i := range out {
+		var u struct{ ID, Email string }
+		if err := call("/api/v1/users", map[string]string{"email": fmt.Sprintf("bench-%s-%d@example.org", run, i)}, &u); err != nil {
+			return nil, err
+		}
+		var p struct{ Password string }
+		if err := call("/api/v1/users/"+u.ID+"/activation-passwords", map[string]string{}, &p); err != nil {
+			return nil, err
+		}
+		out[i] = Credential{Login: u.Email, Password: p.Password, Seed: seedBase + uint64(i)}
+	}
+	return out, nil
 }
 
 // Credential is a login with a fresh activation password.
@@ -76,6 +120,12 @@ func PrepareUsers(ctx context.Context, m *core.Main, n int) ([]Credential, error
 func Activate(ctx context.Context, m *core.Main, creds []Credential, concurrency int, platform string) Result {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(m.CA.CertPEM)
+	return ActivateAt(ctx, m.URL(), roots, creds, concurrency, platform)
+}
+
+// ActivateAt is Activate against the Core at url whose TLS certificate
+// roots verify.
+func ActivateAt(ctx context.Context, url string, roots *x509.CertPool, creds []Credential, concurrency int, platform string) Result {
 	tr := agent.NewTransport(roots, nil)
 	tr.MaxIdleConnsPerHost = concurrency
 	defer tr.CloseIdleConnections()
@@ -96,7 +146,7 @@ func Activate(ctx context.Context, m *core.Main, creds []Credential, concurrency
 					return
 				}
 				t0 := time.Now()
-				if err := activateOne(ctx, m.URL(), tr, creds[i], platform); err != nil {
+				if err := activateOne(ctx, url, tr, creds[i], platform); err != nil {
 					failures.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}

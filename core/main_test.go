@@ -628,3 +628,54 @@ func TestObservability(t *testing.T) {
 		}
 	}
 }
+
+// TestActivationInterruptedAndRetried: every step is persisted, so an
+// activation cut off between steps either continues after a restart of the
+// Core or starts again with the same password.
+func TestActivationInterruptedAndRetried(t *testing.T) {
+	for _, backend := range sqltest.Backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			e := newEnv(t, backend)
+			_, pw := e.mustUser("crash@example.org")
+
+			t.Run("ok/session-survives-core-restart", func(t *testing.T) {
+				st, code, cookie, a := e.rawActivate(activateBody("crash@example.org", pw, "hw-crash-1"))
+				if st != 200 {
+					t.Fatalf("activate: %d %q", st, code)
+				}
+				e.restart()
+				key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				if st, code, _ := e.rawEnroll(cookie, csrPEM(t, key, a.CSRCommonName)); st != 200 {
+					t.Fatalf("enroll after restart: %d %q", st, code)
+				}
+			})
+
+			_, pw2 := e.mustUser("retry@example.org")
+			t.Run("ok/retry-supersedes-the-interrupted-attempt", func(t *testing.T) {
+				_, _, stale, first := e.rawActivate(activateBody("retry@example.org", pw2, "hw-retry"))
+				// The device gave up after step 6 and starts again with
+				// the same password: the new attempt replaces the old one.
+				_, _, fresh, second := e.rawActivate(activateBody("retry@example.org", pw2, "hw-retry"))
+				key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				if st, code, _ := e.rawEnroll(stale, csrPEM(t, key, first.CSRCommonName)); st != 409 || code != "enrollment_session_closed" {
+					t.Fatalf("superseded session: %d %q", st, code)
+				}
+				if st, code, _ := e.rawEnroll(fresh, csrPEM(t, key, second.CSRCommonName)); st != 200 {
+					t.Fatalf("retried activation: %d %q", st, code)
+				}
+				n := 0
+				for _, d := range e.devices() {
+					if d.ID == first.DeviceID {
+						t.Fatalf("the abandoned device instance is still listed: %+v", d)
+					}
+					if d.ID == second.DeviceID {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Fatal("the retried device is not listed")
+				}
+			})
+		})
+	}
+}

@@ -22,6 +22,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain to serve instead of one issued by the internal CA")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.IntVar(&cfg.PollSeconds, "poll-seconds", 0, "agent check-in interval in seconds (default 900)")
+	fs.Float64Var(&cfg.ActivationRate, "activation-rate", 0, "activation requests allowed per second per client address, burst 4× (default 10; negative: no limit)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
