@@ -321,33 +321,6 @@ func notFound(err error, e *errs.Error) error {
 	return err
 }
 
-// UserDeviceRemover removes every device of a user through the device
-// service (so certificates are revoked and the CRL re-signed), for
-// user.Service.Devices.
-func UserDeviceRemover(d *device.Service) user.DeviceRemover {
-	return user.RemoveDevicesFunc(func(ctx context.Context, userID string) error {
-		after := ""
-		for {
-			ds, err := d.Store.ListDevices(ctx, device.Query{UserID: userID, After: after, Limit: device.MaxPage})
-			if err != nil {
-				return err
-			}
-			for _, dev := range ds {
-				if dev.State == device.StateRemoved {
-					continue
-				}
-				if err := d.Remove(ctx, dev.ID); err != nil && !errors.Is(err, errs.ErrNotFound) {
-					return err
-				}
-			}
-			if len(ds) < device.MaxPage {
-				return nil
-			}
-			after = ds[len(ds)-1].ID
-		}
-	})
-}
-
 // decodeOptional is decode for a body that may be empty (all fields
 // optional): an empty body is {}.
 func (c *call) decodeOptional(v any) error {

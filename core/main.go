@@ -93,6 +93,7 @@ type Main struct {
 	srv     *http.Server
 	serveWG sync.WaitGroup
 	closed  bool
+	banner  []string // start-up lines printed after the listening address
 }
 
 // NewMain returns a Main for cfg, with defaults filled in.
@@ -198,6 +199,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}()
 	fmt.Fprintf(cfg.Stdout, "Custos Core listening on %s (database: %s)\n", m.URL(), m.DB.Backend())
 	fmt.Fprintf(cfg.Stdout, "  CA certificate: %s (SHA-256 %s)\n", filepath.Join(cfg.DataDir, pki.CAFile), ca.Fingerprint())
+	for _, l := range m.banner {
+		fmt.Fprintf(cfg.Stdout, "  %s\n", l)
+	}
 	return nil
 }
 

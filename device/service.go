@@ -105,6 +105,31 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
+// RemoveUserDevices removes every device of a user that is not removed
+// yet (before the user is deleted): each certificate is revoked and the
+// CRL re-signed. It satisfies user.DeviceRemover.
+func (s *Service) RemoveUserDevices(ctx context.Context, userID string) error {
+	after := ""
+	for {
+		ds, err := s.Store.ListDevices(ctx, Query{UserID: userID, After: after, Limit: MaxPage})
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if d.State == StateRemoved {
+				continue
+			}
+			if err := s.Remove(ctx, d.ID); err != nil && !errors.Is(err, errs.ErrNotFound) {
+				return err
+			}
+		}
+		if len(ds) < MaxPage {
+			return nil
+		}
+		after = ds[len(ds)-1].ID
+	}
+}
+
 type ctxKey struct{}
 
 // FromContext returns the device authenticated by CertAuth.

@@ -55,14 +55,6 @@ type DeviceRemover interface {
 	RemoveUserDevices(ctx context.Context, userID string) error
 }
 
-// RemoveDevicesFunc adapts a function to DeviceRemover.
-type RemoveDevicesFunc func(ctx context.Context, userID string) error
-
-// RemoveUserDevices calls f.
-func (f RemoveDevicesFunc) RemoveUserDevices(ctx context.Context, userID string) error {
-	return f(ctx, userID)
-}
-
 // Service manages users, groups and membership: it validates and
 // normalises input, and turns store sentinels into errors with codes.
 type Service struct {

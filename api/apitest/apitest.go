@@ -100,7 +100,7 @@ func New(t testing.TB, backend string, useTLS bool) *Env {
 		t.Fatal(err)
 	}
 	e.Devices = &device.Service{Store: db, Remover: db, OnRemove: ca.InvalidateCRL, Now: clk.Now}
-	e.Users = &user.Service{Store: db, Devices: api.UserDeviceRemover(e.Devices), Now: clk.Now}
+	e.Users = &user.Service{Store: db, Devices: e.Devices, Now: clk.Now}
 	e.Audit = &audit.Logger{Store: auditStore{Store: db, fail: &e.FailAudit}, Now: clk.Now}
 	e.Auth = &auth.Service{Admins: db, Tokens: db, Audit: e.Audit, Now: clk.Now}
 	if _, path, err := e.Auth.Bootstrap(ctx, dir); err != nil {
