@@ -66,8 +66,8 @@ func (s *Service) SetPassword(ctx context.Context, in SetPasswordInput) (string,
 		if plain, err = s.GeneratePassword(); err != nil {
 			return "", nil, err
 		}
-	} else if n := utf8.RuneCountInString(plain); n < MinPasswordLen || len(plain) > MaxPasswordLen || !utf8.ValidString(plain) || strings.ContainsAny(plain, "\x00\r\n") {
-		e := errs.E(errs.Invalid, "invalid_password", fmt.Sprintf("an activation password has %d to %d characters", MinPasswordLen, MaxPasswordLen))
+	} else if n := utf8.RuneCountInString(CanonicalPassword(plain)); n < MinPasswordLen || len(plain) > MaxPasswordLen || !utf8.ValidString(plain) || strings.ContainsAny(plain, "\x00\r\n") {
+		e := errs.E(errs.Invalid, "invalid_password", fmt.Sprintf("an activation password has %d to %d characters, not counting spaces and dashes", MinPasswordLen, MaxPasswordLen))
 		e.Fields = map[string]string{"password": "8 to 128 characters, one line"}
 		return "", nil, e
 	}

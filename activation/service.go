@@ -130,12 +130,29 @@ func (s *Service) fail(err error) error {
 
 // hashPassword is the keyed hash stored for a password. The user ID is part
 // of the input so that equal passwords of two users never share a hash.
+// The password is hashed in its canonical form (CanonicalPassword).
 func (s *Service) hashPassword(userID, password string) []byte {
 	m := hmac.New(sha256.New, s.Pepper)
 	m.Write([]byte(userID))
 	m.Write([]byte{0})
-	m.Write([]byte(password))
+	m.Write([]byte(CanonicalPassword(password)))
 	return m.Sum(nil)
+}
+
+// CanonicalPassword is the form in which activation passwords are
+// compared: upper case, without spaces or dashes. A password is read off an
+// email or a screen and typed on a phone keyboard that capitalises and
+// autocorrects; "k7qm 3zpa-wx9e-ht4c" is meant as "K7QM-3ZPA-WX9E-HT4C",
+// and a failed attempt counts towards the lock. The few bits case would add
+// are worth less than the lock-out they would cause: the password is
+// single use, expires, and allows five attempts.
+func CanonicalPassword(p string) string {
+	return strings.ToUpper(strings.Map(func(r rune) rune {
+		if r == '-' || r == ' ' || r == '\t' {
+			return -1
+		}
+		return r
+	}, p))
 }
 
 // HashToken is how enrollment-session tokens are stored: they are 256-bit

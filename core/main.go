@@ -7,8 +7,11 @@ package core
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +39,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultListen  = "127.0.0.1:8443"
-	DefaultDataDir = "custos-data"
+	DefaultListen = "127.0.0.1:8443"
+	// DefaultMetricsListen is the Prometheus exporter port, on loopback.
+	DefaultMetricsListen = "127.0.0.1:9464"
+	DefaultDataDir       = "custos-data"
 	// PepperFile keys the hash of activation passwords; it must be the
 	// same on every Core process sharing one database.
 	PepperFile = "secret.key"
@@ -68,6 +74,14 @@ type Config struct {
 	// benchmarks from one address).
 	ActivationRate float64
 
+	// NewAdminToken issues a new API token to the first administrator at
+	// start and writes it to the admin-token file (recovery of a lost
+	// token).
+	NewAdminToken bool
+	// MetricsListen is the address of the plain-HTTP listener that serves
+	// /metrics to Prometheus; empty serves no metrics. Metrics stay off
+	// the device-facing listener: they describe the installation.
+	MetricsListen string
 	// ReadHeaderTimeout, when positive, replaces httpx.ReadHeaderTimeout
 	// (tests of slow clients shorten it).
 	ReadHeaderTimeout time.Duration
@@ -91,6 +105,8 @@ type Main struct {
 
 	ln      net.Listener
 	srv     *http.Server
+	metLn   net.Listener
+	metSrv  *http.Server
 	serveWG sync.WaitGroup
 	closed  bool
 	banner  []string // start-up lines printed after the listening address
@@ -145,6 +161,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.DB, err = sqlstore.Open(ctx, cfg.Database, cfg.DataDir, log); err != nil {
 		return err
 	}
+	if err := m.checkInstallation(ctx, pepper); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -152,7 +171,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.ln = ln
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = "https://" + ln.Addr().String()
+		cfg.PublicURL = defaultPublicURL(ln.Addr().(*net.TCPAddr), log)
 	}
 	ca.CRLURL = strings.TrimSuffix(cfg.PublicURL, "/") + PathCRL
 	tlsCert, err := m.serverCert()
@@ -197,8 +216,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			log.Error("server stopped", "err", err)
 		}
 	}()
+	if cfg.MetricsListen != "" {
+		if err := m.serveMetrics(cfg.MetricsListen); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(cfg.Stdout, "Custos Core listening on %s (database: %s)\n", m.URL(), m.DB.Backend())
 	fmt.Fprintf(cfg.Stdout, "  CA certificate: %s (SHA-256 %s)\n", filepath.Join(cfg.DataDir, pki.CAFile), ca.Fingerprint())
+	if m.metLn != nil {
+		fmt.Fprintf(cfg.Stdout, "  Prometheus metrics: %s\n", m.MetricsURL())
+	}
 	for _, l := range m.banner {
 		fmt.Fprintf(cfg.Stdout, "  %s\n", l)
 	}
@@ -225,7 +252,6 @@ func (m *Main) routes(ctx context.Context) (http.Handler, error) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	rt.Public("GET /readyz", http.HandlerFunc(m.readyz))
-	rt.Public("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	rt.Public("GET "+PathCA, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(m.CA.CertPEM)
@@ -240,6 +266,34 @@ func (m *Main) routes(ctx context.Context) (http.Handler, error) {
 		w.Write(der)
 	}))
 	return httpx.Observe(m.Config.Logger, httpx.NewMetrics(m.Registry), rt), nil
+}
+
+// serveMetrics starts the metrics listener.
+func (m *Main) serveMetrics(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	m.metLn = ln
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	m.metSrv = httpx.NewServer(mux, m.Config.Logger)
+	m.serveWG.Add(1)
+	go func() {
+		defer m.serveWG.Done()
+		if err := m.metSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Config.Logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// MetricsURL is the URL of /metrics, or "" when metrics are off.
+func (m *Main) MetricsURL() string {
+	if m.metLn == nil {
+		return ""
+	}
+	return "http://" + m.metLn.Addr().String() + "/metrics"
 }
 
 // readyz answers 200 when the database answers and every migration is
@@ -292,18 +346,67 @@ func (m *Main) Close() error {
 	}
 	m.closed = true
 	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	if m.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, m.srv.Shutdown(ctx))
-		cancel()
-		m.serveWG.Wait()
 	} else if m.ln != nil {
 		errs = append(errs, m.ln.Close())
 	}
+	if m.metSrv != nil {
+		errs = append(errs, m.metSrv.Shutdown(ctx))
+	}
+	m.serveWG.Wait()
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// defaultPublicURL is https://<listen address>, or the host name when the
+// listener is on a wildcard address (a URL with 0.0.0.0 in a device
+// certificate would point devices nowhere).
+func defaultPublicURL(a *net.TCPAddr, log *slog.Logger) string {
+	if !a.IP.IsUnspecified() {
+		return "https://" + a.String()
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	u := "https://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+	log.Warn("listening on a wildcard address without --public-url; devices will be told "+u, "listen", a.String())
+	return u
+}
+
+// Installation settings compared at start.
+const (
+	settingCAFingerprint = "ca_fingerprint"
+	settingSecretCheck   = "secret_check"
+)
+
+// checkInstallation makes sure this data directory belongs with this
+// database: the first Core to start records its CA fingerprint and a check
+// value of its secret key, and every later one (a restart, or another
+// process sharing a PostgreSQL database) must present the same. A Core
+// with another CA would enroll devices the others refuse; one with another
+// secret would refuse every activation password set elsewhere.
+func (m *Main) checkInstallation(ctx context.Context, pepper []byte) error {
+	mac := hmac.New(sha256.New, pepper)
+	mac.Write([]byte("custos installation check"))
+	for _, c := range []struct{ key, mine, files string }{
+		{settingCAFingerprint, m.CA.Fingerprint(), pki.CAFile + " and " + pki.CAKeyFile},
+		{settingSecretCheck, hex.EncodeToString(mac.Sum(nil)), PepperFile},
+	} {
+		stored, err := m.DB.ClaimSetting(ctx, c.key, c.mine)
+		if err != nil {
+			return fmt.Errorf("installation check: %w", err)
+		}
+		if stored != c.mine {
+			return fmt.Errorf("the database belongs to another installation: its %s differs from the one in %s; every Core sharing a database needs the same %s: copy them from the first Core's data directory", c.key, m.Config.DataDir, c.files)
+		}
+	}
+	return nil
 }
 
 // loadOrCreateSecret returns the 32-byte secret in path, creating it

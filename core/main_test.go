@@ -77,6 +77,7 @@ func (e *env) start() {
 	m := core.NewMain(core.Config{
 		DataDir: e.dir, Database: e.dsn, Listen: "127.0.0.1:0", ActivationRate: -1,
 		ReadHeaderTimeout: 300 * time.Millisecond,
+		MetricsListen:     "127.0.0.1:0",
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:               e.clock.Now,
 	})
@@ -514,6 +515,13 @@ func TestActivationRefusals(t *testing.T) {
 					t.Fatal("an expired certificate was accepted")
 				}
 			})
+			t.Run("ok/password-typed-in-lower-case-with-spaces", func(t *testing.T) {
+				_, pw := e.mustUser("typed@example.org")
+				typed := strings.ToLower(strings.ReplaceAll(pw, "-", " "))
+				if st, code, _, _ := e.rawActivate(activateBody("typed@example.org", typed, "hw-typed")); st != 200 {
+					t.Fatalf("%q for %q: %d %q", typed, pw, st, code)
+				}
+			})
 			t.Run("fail/malformed-and-oversized-bodies", func(t *testing.T) {
 				if st, code, _, _ := e.rawActivate(`{"login":`); st != 400 || code != "malformed_json" {
 					t.Fatalf("malformed: %d %q", st, code)
@@ -609,7 +617,13 @@ func TestObservability(t *testing.T) {
 			t.Fatalf("%s: %d, request id %q", path, resp.StatusCode, resp.Header.Get("X-Request-Id"))
 		}
 	}
-	resp, err := e.hc.Get(e.m.URL() + "/metrics")
+	if resp, err := e.hc.Get(e.m.URL() + "/metrics"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("/metrics on the device-facing listener: %d, want 401 (not served there)", resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(e.m.MetricsURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,5 +691,32 @@ func TestActivationInterruptedAndRetried(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestNewAdminTokenRecoversALostToken: whoever can start the Core on its
+// data directory can get a working API token again.
+func TestNewAdminTokenRecoversALostToken(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	old := e.token
+	if err := os.Remove(filepath.Join(e.dir, "admin-token")); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Close()
+	m := core.NewMain(core.Config{DataDir: e.dir, Database: e.dsn, Listen: "127.0.0.1:0", NewAdminToken: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: e.clock.Now})
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	e.start()
+	if e.token == "" || e.token == old {
+		t.Fatal("no new token was written")
+	}
+	var l struct {
+		Items []struct{ Action, Actor string } `json:"items"`
+	}
+	if st := e.api("GET", "/api/v1/audit?action=token.create", nil, &l); st != 200 || len(l.Items) == 0 || l.Items[0].Actor != "system" {
+		t.Fatalf("the new token works and is audited: %d %+v", st, l.Items)
 	}
 }

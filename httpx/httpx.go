@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/custos-uem/custos/errs"
@@ -247,9 +248,12 @@ func Unmarshal(body []byte, v any) error {
 			e := errs.Wrap(errs.Invalid, errWrongFieldType, "a field has the wrong type", err)
 			e.Fields = map[string]string{ute.Field: "must be " + ute.Type.String()}
 			return e
-		case len(err.Error()) > 21 && err.Error()[:21] == "json: unknown field \"":
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			// encoding/json has no typed error for this; its message is
+			// `json: unknown field "name"`.
+			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			e := errs.Wrap(errs.Invalid, errUnknownField, "the request has a field this endpoint does not know", err)
-			e.Fields = map[string]string{err.Error()[20:]: "unknown field"}
+			e.Fields = map[string]string{name: "unknown field"}
 			return e
 		default:
 			return errs.Wrap(errs.Invalid, errMalformedJSON, "the request body is not valid JSON", err)

@@ -159,6 +159,9 @@ func TestDecodeJSON(t *testing.T) {
 			if status != tc.status || eb.Error.Code != tc.code {
 				t.Fatalf("got %d %q, want %d %q", status, eb.Error.Code, tc.status, tc.code)
 			}
+			if tc.code == "unknown_field" && eb.Error.Fields["admin"] != "unknown field" {
+				t.Fatalf("fields = %v, want the bare field name", eb.Error.Fields)
+			}
 		})
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -53,6 +55,7 @@ type DB struct {
 	r       *sql.DB // reads; on PostgreSQL the same pool as w
 	ws, rs  *stmtCache
 	queue   *writeQueue // SQLite's writer; nil on PostgreSQL
+	lock    *os.File    // SQLite: held (flock) while open, so one process owns the file
 	log     *slog.Logger
 }
 
@@ -66,9 +69,16 @@ func Open(ctx context.Context, dsn, dataDir string, log *slog.Logger) (*DB, erro
 	}
 	var db *DB
 	var err error
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://"):
 		db, err = openPostgres(ctx, dsn)
-	} else {
+	case strings.Contains(dsn, "://") && !strings.HasPrefix(dsn, "sqlite://"):
+		return nil, fmt.Errorf("sqlstore: unsupported database URL %q: use postgres://… or a SQLite file path", redactDSN(dsn))
+	case strings.Contains(dsn, "=") && !strings.HasPrefix(dsn, "sqlite://"):
+		// "host=… dbname=…" would otherwise become a SQLite file of that
+		// name, and the operator would run on the wrong database.
+		return nil, errors.New("sqlstore: PostgreSQL keyword/value connection strings are not supported: use a URL, postgres://user@host:5432/dbname")
+	default:
 		db, err = openSQLite(ctx, dsn, dataDir)
 	}
 	if err != nil {
@@ -119,6 +129,20 @@ func openSQLite(ctx context.Context, dsn, dataDir string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockSQLite(path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := openSQLiteFile(ctx, path)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	db.lock = lock
+	return db, nil
+}
+
+func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 	// Create the file 0600 before SQLite does (it would use 0644): it holds
 	// password and token hashes. SQLite gives its -wal and -shm files the
 	// same mode.
@@ -177,10 +201,41 @@ func (db *DB) Close() error {
 	if db.queue != nil {
 		db.queue.close()
 	}
+	var err error
 	if db.r == db.w {
-		return db.w.Close()
+		err = db.w.Close()
+	} else {
+		err = errors.Join(db.r.Close(), db.w.Close())
 	}
-	return errors.Join(db.r.Close(), db.w.Close())
+	if db.lock != nil {
+		err = errors.Join(err, db.lock.Close()) // closing releases the flock
+		db.lock = nil
+	}
+	return err
+}
+
+// lockSQLite takes an exclusive advisory lock next to the database file.
+// The single-writer queue is correct only if this process is the only
+// writer: a second Core on the same file must fail at start, not contend
+// at every write.
+func lockSQLite(path string) (*os.File, error) {
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sqlstore: %s is in use by another process (is another custos serve running on this data directory?): %w", path, err)
+	}
+	return f, nil
+}
+
+// redactDSN drops the password of a URL-shaped DSN for error messages.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable)"
 }
 
 // Ping checks that the database answers, on every pool.

@@ -128,12 +128,22 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 				wg.Go(func() { dbs[i], errs[i] = sqlstore.Open(context.Background(), dsn, "", rec.logger()) })
 			}
 			wg.Wait()
+			opened := 0
 			for i, err := range errs {
+				// On SQLite one process owns the file: the others are
+				// refused at Open, never left contending for writes.
+				if err != nil && backend == sqlstore.SQLite && strings.Contains(err.Error(), "in use by another process") {
+					continue
+				}
 				if err != nil {
 					t.Fatalf("Open #%d: %v", i, err)
 				}
+				opened++
 				t.Cleanup(func() { dbs[i].Close() })
 				wantMigrated(t, dbs[i])
+			}
+			if backend == sqlstore.SQLite && opened != 1 {
+				t.Fatalf("%d processes opened one SQLite file, want exactly 1", opened)
 			}
 			all, err := os.ReadDir(filepath.Join("migrations", backend))
 			if err != nil {
@@ -141,6 +151,66 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 			}
 			if got := rec.count("migration applied"); got != len(all) {
 				t.Fatalf("%d concurrent Opens applied %d migrations, want %d", processes, got, len(all))
+			}
+		})
+	}
+}
+
+func TestSQLiteSecondProcessRefusedThenAllowedAfterClose(t *testing.T) {
+	dsn := sqltest.DSN(t, sqlstore.SQLite)
+	first, err := sqlstore.Open(context.Background(), dsn, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlstore.Open(context.Background(), dsn, "", nil); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second Open on the same SQLite file: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sqlstore.Open(context.Background(), dsn, "", nil)
+	if err != nil {
+		t.Fatalf("Open after the first process closed: %v", err)
+	}
+	again.Close()
+}
+
+func TestOpenRefusesUnknownDSN(t *testing.T) {
+	for _, dsn := range []string{
+		"mysql://root@127.0.0.1/custos",
+		"host=127.0.0.1 dbname=custos",
+		"postgres:/127.0.0.1/missing-slash=1",
+	} {
+		t.Run("fail/"+dsn, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := sqlstore.Open(context.Background(), dsn, dir, nil)
+			if err == nil {
+				db.Close()
+				t.Fatalf("Open(%q) succeeded", dsn)
+			}
+			if entries, _ := os.ReadDir("."); len(entries) > 0 {
+				for _, e := range entries {
+					if strings.Contains(e.Name(), "dbname") {
+						t.Fatalf("a file %q was created", e.Name())
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestClaimSettingFirstWriterWins(t *testing.T) {
+	for _, backend := range sqltest.Backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			db := sqltest.Open(t, backend)
+			ctx := context.Background()
+			got, err := db.ClaimSetting(ctx, "ca_fingerprint", "aaa")
+			if err != nil || got != "aaa" {
+				t.Fatalf("first claim: %q %v", got, err)
+			}
+			got, err = db.ClaimSetting(ctx, "ca_fingerprint", "bbb")
+			if err != nil || got != "aaa" {
+				t.Fatalf("second claim: %q %v, want the first value", got, err)
 			}
 		})
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,8 +31,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	server := fs.String("server", "", "measure a running Core at this URL instead of an in-process one (its activation rate limit must allow the load: serve --activation-rate -1)")
 	tokenFile := fs.String("token-file", "custos-data/admin-token", "with --server: file holding an administrator's API token")
 	caFile := fs.String("ca", "custos-data/ca.pem", "with --server: PEM root that verifies the Core's TLS certificate")
-	if err := parse(fs, args); err != nil {
-		return err
+	// Unlike the other commands, bench takes no CUSTOS_* variables: an
+	// operator's exported CUSTOS_DATABASE must never point a benchmark
+	// (which creates thousands of users) at production.
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return errUsage
 	}
 	if *server != "" {
 		return benchRemote(ctx, stdout, *server, *tokenFile, *caFile, *n, *concurrency, *runs, *platform)

@@ -21,6 +21,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.DataDir, "data", core.DefaultDataDir, "data directory: embedded database, CA, keys, admin token")
 	fs.StringVar(&cfg.Database, "database", "", "PostgreSQL URL (postgres://…); empty uses the embedded SQLite database in the data directory")
 	fs.StringVar(&cfg.Listen, "listen", core.DefaultListen, "HTTPS address for devices, the API and metrics (loopback by default)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", core.DefaultMetricsListen, "plain-HTTP address serving /metrics to Prometheus (loopback by default; empty: off)")
+	fs.BoolVar(&cfg.NewAdminToken, "new-admin-token", false, "issue a new API token to the first administrator and write it to <data>/admin-token (when the old one is lost)")
 	fs.StringVar(&hostnames, "hostname", "", "comma-separated extra names/addresses for the generated TLS certificate")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "URL devices use to reach this Core (default https://<listen>)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain to serve instead of one issued by the internal CA")
@@ -60,6 +62,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // servePprof serves the profiler on its own listener, never on the Core's:
 // it is for the operator on the machine, not for devices or the API.
 func servePprof(addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		// The profiler has no authentication: it stays on the machine.
+		return fmt.Errorf("--pprof-listen %q: must be a loopback address such as 127.0.0.1:6060", addr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--pprof-listen: %w", err)
