@@ -49,7 +49,7 @@ const (
 	// crlValidity is the NextUpdate distance of a CRL; crlMaxAge is how long
 	// a signed CRL is served from cache when nothing was revoked.
 	crlValidity = 24 * time.Hour
-	crlMaxAge   = time.Hour
+	crlMaxAge   = 5 * time.Minute
 )
 
 // Key limits for device keys.
@@ -421,8 +421,9 @@ func (ca *CA) InvalidateCRL() {
 }
 
 // CRL returns the DER CRL of every revoked, unexpired certificate. It is
-// re-signed after InvalidateCRL or when the cached one is older than an
-// hour; its number increases with every signing.
+// re-signed after InvalidateCRL or when the cached one is older than
+// crlMaxAge (another Core sharing the database may have revoked since); its
+// number increases with every signing.
 func (ca *CA) CRL(ctx context.Context, store RevocationStore) ([]byte, error) {
 	ca.crlMu.Lock()
 	defer ca.crlMu.Unlock()
