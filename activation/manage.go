@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/custos-uem/custos/id"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -73,7 +74,7 @@ func (s *Service) SetPassword(ctx context.Context, in SetPasswordInput) (string,
 	}
 	now := s.now()
 	p := &Password{
-		ID: newID(), UserID: in.UserID, Hash: s.hashPassword(in.UserID, plain), CreatedBy: in.CreatedBy,
+		ID: id.New(), UserID: in.UserID, Hash: s.hashPassword(in.UserID, plain), CreatedBy: in.CreatedBy,
 		CreatedAt: now, ExpiresAt: now.Add(orDefault(in.TTL, DefaultPasswordTTL)),
 	}
 	if err := s.Store.SetPassword(ctx, p, now); err != nil {
@@ -145,7 +146,7 @@ func (s *Service) CreateProfile(ctx context.Context, p *Profile) error {
 		return err
 	}
 	now := s.now()
-	p.ID, p.CreatedAt, p.UpdatedAt = newID(), now, now
+	p.ID, p.CreatedAt, p.UpdatedAt = id.New(), now, now
 	if err := s.Store.CreateProfile(ctx, p); err != nil {
 		if errors.Is(err, errs.ErrConflict) {
 			return errs.Wrap(errs.Conflict, "profile_name_taken", "an activation profile with this name exists", err)

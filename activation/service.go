@@ -10,12 +10,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/custos-uem/custos/id"
 	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custos-uem/custos/device"
@@ -257,12 +257,12 @@ func (s *Service) Activate(ctx context.Context, in ActivateInput) (*Activation, 
 		return nil, err
 	}
 	d := &device.Device{
-		ID: newID(), UserID: u.ID, HardwareID: in.HardwareID, Platform: string(in.Platform),
+		ID: id.New(), UserID: u.ID, HardwareID: in.HardwareID, Platform: string(in.Platform),
 		OSVersion: in.OSVersion, Model: in.Model, Name: in.Name, ActivationType: string(typ),
 		ProfileID: prof.ID, State: device.StateActivating, CreatedAt: now,
 	}
 	sess := &Session{
-		ID: newID(), TokenHash: HashToken(token), UserID: u.ID, DeviceID: d.ID, PasswordID: pw.ID,
+		ID: id.New(), TokenHash: HashToken(token), UserID: u.ID, DeviceID: d.ID, PasswordID: pw.ID,
 		State: SessionOpen, CreatedAt: now, ExpiresAt: now.Add(orDefault(s.SessionTTL, DefaultSessionTTL)),
 	}
 	if err := s.Store.OpenSession(ctx, sess, d); err != nil {
@@ -396,7 +396,3 @@ func randomToken(r io.Reader) (string, error) {
 	}
 	return fmt.Sprintf("%x", b[:]), nil
 }
-
-// newID returns a time-ordered UUIDv7, so that listings in ID order are in
-// creation order.
-func newID() string { return uuid.Must(uuid.NewV7()).String() }

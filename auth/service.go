@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/custos-uem/custos/id"
 	"io"
 	"net"
 	"net/http"
@@ -18,8 +19,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/google/uuid"
 
 	"github.com/custos-uem/custos/audit"
 	"github.com/custos-uem/custos/errs"
@@ -101,8 +100,6 @@ func HashToken(plain string) []byte {
 	return h[:]
 }
 
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
-
 // Bootstrap creates the first administrator when there is none: user
 // BootstrapAdmin with a token named BootstrapTokenName, written to
 // <dataDir>/admin-token with mode 0600. It returns created=false and does
@@ -135,7 +132,7 @@ func (s *Service) Bootstrap(ctx context.Context, dataDir string) (created bool, 
 		}
 		admin = admins[0]
 	} else {
-		admin = &Admin{ID: newID(), Username: BootstrapAdmin, DisplayName: "Administrator", Role: RoleSecurityAdmin, CreatedAt: s.now()}
+		admin = &Admin{ID: id.New(), Username: BootstrapAdmin, DisplayName: "Administrator", Role: RoleSecurityAdmin, CreatedAt: s.now()}
 		if err := s.Admins.CreateAdmin(ctx, admin); err != nil {
 			if errors.Is(err, errs.ErrConflict) {
 				return false, tokenPath, nil // someone else bootstrapped
@@ -183,7 +180,7 @@ func (s *Service) CreateToken(ctx context.Context, adminID, name string, ttl tim
 	}
 	plain := TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	now := s.now()
-	t := &Token{ID: newID(), AdminID: adminID, Name: name, Hash: HashToken(plain), CreatedAt: now}
+	t := &Token{ID: id.New(), AdminID: adminID, Name: name, Hash: HashToken(plain), CreatedAt: now}
 	if ttl > 0 {
 		exp := now.Add(ttl)
 		t.ExpiresAt = &exp

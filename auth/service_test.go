@@ -156,12 +156,24 @@ func TestBootstrapTwoProcessesAtOnce(t *testing.T) {
 	})
 }
 
-func TestBootstrapTwoSQLiteHandlesOnOneFile(t *testing.T) {
+// TestBootstrapTwoCoresOnOneDatabase: two Core processes starting at once
+// on one PostgreSQL database create one administrator between them. (Two
+// processes on one SQLite file cannot happen: the second is refused at
+// Open.)
+func TestBootstrapTwoCoresOnOneDatabase(t *testing.T) {
+	for _, backend := range sqltest.Backends(t) {
+		if backend == sqlstore.Postgres {
+			bootstrapTwice(t, sqltest.DSN(t, backend))
+		}
+	}
+}
+
+func bootstrapTwice(t *testing.T, dsn string) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	var dbs [2]*sqlstore.DB
 	for i := range dbs {
-		db, err := sqlstore.Open(ctx, "", dir, nil)
+		db, err := sqlstore.Open(ctx, dsn, dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

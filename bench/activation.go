@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/custos-uem/custos/id"
 	"io"
 	"slices"
 	"strings"
@@ -99,7 +100,7 @@ func PrepareUsers(ctx context.Context, m *core.Main, n int) ([]Credential, error
 	seedBase := sim.RandomSeed() >> 1
 	for i := range out {
 		now := time.Now().UTC()
-		u := &user.User{ID: uuid.Must(uuid.NewV7()).String(), Email: fmt.Sprintf("bench-%s-%d@example.org", run, i), Username: fmt.Sprintf("bench-%s-%d", run, i), Source: user.SourceLocal, CreatedAt: now, UpdatedAt: now}
+		u := &user.User{ID: id.New(), Email: fmt.Sprintf("bench-%s-%d@example.org", run, i), Username: fmt.Sprintf("bench-%s-%d", run, i), Source: user.SourceLocal, CreatedAt: now, UpdatedAt: now}
 		if err := m.DB.CreateUser(ctx, u); err != nil {
 			return nil, err
 		}

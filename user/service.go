@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/custos-uem/custos/id"
 	"net/mail"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/google/uuid"
 
 	"github.com/custos-uem/custos/errs"
 )
@@ -71,8 +70,6 @@ func (s *Service) now() time.Time {
 	}
 	return time.Now().UTC()
 }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // NormalizeEmail checks an email address (a bare addr-spec, no display
 // name or angle brackets) and returns it in lower case.
@@ -190,7 +187,7 @@ func (s *Service) Create(ctx context.Context, in NewUser) (*User, error) {
 		return nil, err
 	}
 	now := s.now()
-	u.ID, u.CreatedAt, u.UpdatedAt = newID(), now, now
+	u.ID, u.CreatedAt, u.UpdatedAt = id.New(), now, now
 	if err := s.Store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, errs.ErrConflict) {
 			return nil, s.loginConflict(ctx, u, err)
@@ -355,7 +352,7 @@ func (s *Service) CreateGroup(ctx context.Context, in NewGroup) (*Group, error) 
 		return nil, err
 	}
 	now := s.now()
-	g.ID, g.CreatedAt, g.UpdatedAt = newID(), now, now
+	g.ID, g.CreatedAt, g.UpdatedAt = id.New(), now, now
 	if err := s.Store.CreateGroup(ctx, g); err != nil {
 		return nil, groupErr("create", err)
 	}

@@ -7,6 +7,7 @@ package activationtest
 import (
 	"context"
 	"errors"
+	"github.com/custos-uem/custos/id"
 	"reflect"
 	"sync"
 	"testing"
@@ -81,7 +82,7 @@ func wantEqual(t testing.TB, what string, got, want any) {
 }
 
 func newProfile(name string, rank int) *activation.Profile {
-	return &activation.Profile{ID: newID(), Name: name, Description: "for " + name, Rank: rank, MaxDevices: 3,
+	return &activation.Profile{ID: id.New(), Name: name, Description: "for " + name, Rank: rank, MaxDevices: 3,
 		Types:     map[activation.Platform]activation.Type{activation.Android: activation.WorkSpaceOnly, activation.IOS: activation.UserPrivacy},
 		CreatedAt: T0, UpdatedAt: T0}
 }
@@ -112,7 +113,7 @@ func testCreateProfile(t *testing.T, s Stores) {
 		want error
 	}{
 		{"fail/duplicate name", newProfile(p.Name, 1), errs.ErrConflict},
-		{"ok/no platforms", &activation.Profile{ID: newID(), Name: usertest.SQLInject, Types: map[activation.Platform]activation.Type{},
+		{"ok/no platforms", &activation.Profile{ID: id.New(), Name: usertest.SQLInject, Types: map[activation.Platform]activation.Type{},
 			CreatedAt: T0, UpdatedAt: T0}, nil},
 	}
 	for _, tc := range tests {
@@ -123,7 +124,7 @@ func testCreateProfile(t *testing.T, s Stores) {
 			}
 		})
 	}
-	_, err := s.Profile(ctx, newID())
+	_, err := s.Profile(ctx, id.New())
 	wantErr(t, "Profile(unknown)", err, errs.ErrNotFound)
 }
 
@@ -144,7 +145,7 @@ func testUpdateProfile(t *testing.T, s Stores) {
 		edit func(p *activation.Profile)
 		want error
 	}{
-		{"fail/unknown id", func(p *activation.Profile) { p.ID = newID() }, errs.ErrNotFound},
+		{"fail/unknown id", func(p *activation.Profile) { p.ID = id.New() }, errs.ErrNotFound},
 		{"fail/duplicate name", func(p *activation.Profile) { p.Name = other.Name }, errs.ErrConflict},
 		{"ok/every field", func(p *activation.Profile) {
 			p.Name, p.Description, p.Rank, p.MaxDevices = p.Name+"-renamed", "changed", 9, 1
@@ -173,12 +174,12 @@ func testDeleteProfile(t *testing.T, s Stores) {
 	u := usertest.NewUser("ada")
 	u.ActivationProfileID = p.ID
 	wantErr(t, "CreateUser with profile", s.CreateUser(ctx, u), nil)
-	g := &user.Group{ID: newID(), Name: "staff", ActivationProfileID: p.ID, CreatedAt: T0, UpdatedAt: T0}
+	g := &user.Group{ID: id.New(), Name: "staff", ActivationProfileID: p.ID, CreatedAt: T0, UpdatedAt: T0}
 	wantErr(t, "CreateGroup with profile", s.CreateGroup(ctx, g), nil)
-	g2 := &user.Group{ID: newID(), Name: "kept", ActivationProfileID: kept.ID, CreatedAt: T0, UpdatedAt: T0}
+	g2 := &user.Group{ID: id.New(), Name: "kept", ActivationProfileID: kept.ID, CreatedAt: T0, UpdatedAt: T0}
 	wantErr(t, "CreateGroup with profile", s.CreateGroup(ctx, g2), nil)
 
-	wantErr(t, "DeleteProfile(unknown)", s.DeleteProfile(ctx, newID()), errs.ErrNotFound)
+	wantErr(t, "DeleteProfile(unknown)", s.DeleteProfile(ctx, id.New()), errs.ErrNotFound)
 	wantErr(t, "DeleteProfile", s.DeleteProfile(ctx, p.ID), nil)
 	_, err := s.Profile(ctx, p.ID)
 	wantErr(t, "Profile(deleted)", err, errs.ErrNotFound)
@@ -214,7 +215,7 @@ func testSetPassword(t *testing.T, s Stores) {
 	if used.UsedAt == nil || used.RevokedAt != nil || used.DeviceID != cert.DeviceID {
 		t.Fatalf("used password %+v: want used by %s and not revoked", used, cert.DeviceID)
 	}
-	err := s.SetPassword(context.Background(), NewPassword(newID(), now), now)
+	err := s.SetPassword(context.Background(), NewPassword(id.New(), now), now)
 	wantErr(t, "SetPassword(unknown user)", err, errs.ErrNotFound)
 }
 
@@ -248,7 +249,7 @@ func testRecordFailure(t *testing.T, s Stores) {
 	ctx := context.Background()
 	u := usertest.CreateUser(t, s, "ada")
 	lock := T0.Add(15 * time.Minute)
-	_, err := s.RecordFailure(ctx, newID(), 3, lock)
+	_, err := s.RecordFailure(ctx, id.New(), 3, lock)
 	wantErr(t, "RecordFailure(unknown user)", err, errs.ErrNotFound)
 	for i, want := range []int{1, 2, 3, 1} {
 		n, err := s.RecordFailure(ctx, u.ID, 3, lock)
@@ -294,14 +295,14 @@ func testOpenSession(t *testing.T, s Stores) {
 	u := usertest.CreateUser(t, s, "ada")
 	p := SetPassword(t, s, u.ID, T0)
 	sess, d := NewAttempt(u.ID, p.ID, usertest.SQLInject, T0)
-	d.Name, d.Model, d.ProfileID = usertest.ScriptTag, usertest.SQLInject, newID()
+	d.Name, d.Model, d.ProfileID = usertest.ScriptTag, usertest.SQLInject, id.New()
 	wantErr(t, "OpenSession", s.OpenSession(ctx, sess, d), nil)
 	wantSession(t, s, sess, activation.SessionOpen)
 	wantDevice(t, s, d)
 	_, err := s.SessionByToken(ctx, random(32))
 	wantErr(t, "SessionByToken(unknown)", err, errs.ErrNotFound)
 
-	other, _ := NewAttempt(newID(), p.ID, "hw-2", T0)
+	other, _ := NewAttempt(id.New(), p.ID, "hw-2", T0)
 	err = s.OpenSession(ctx, other, &device.Device{ID: other.DeviceID, UserID: other.UserID, HardwareID: "hw-2", CreatedAt: T0})
 	wantErr(t, "OpenSession(unknown user)", err, errs.ErrNotFound)
 }
@@ -417,7 +418,7 @@ func testCompleteSessionClosed(t *testing.T, s Stores) {
 			wantRefused(t, s, sess, now, activation.ErrSessionClosed)
 		})
 	}
-	err := s.CompleteSession(ctx, newID(), NewCert(newID(), T0), T0)
+	err := s.CompleteSession(ctx, id.New(), NewCert(id.New(), T0), T0)
 	wantErr(t, "CompleteSession(unknown session)", err, activation.ErrSessionClosed)
 }
 
@@ -430,7 +431,7 @@ func testCompleteSessionPasswordUsed(t *testing.T, s Stores) {
 	}{
 		{"fail/used by another device", func(t *testing.T) *activation.Session {
 			p := NewPassword(u.ID, T0)
-			p.UsedAt, p.DeviceID = &T0, newID()
+			p.UsedAt, p.DeviceID = &T0, id.New()
 			wantErr(t, "SetPassword", s.SetPassword(ctx, p, T0), nil)
 			sess, _ := OpenAttempt(t, s, u.ID, p.ID, "hw-used", T0)
 			return sess

@@ -4,10 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"github.com/custos-uem/custos/id"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/custos-uem/custos/activation"
 	"github.com/custos-uem/custos/device"
@@ -32,8 +31,6 @@ const (
 	CertTTL     = 365 * 24 * time.Hour
 )
 
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
-
 func random(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -43,7 +40,7 @@ func random(n int) []byte {
 // NewPassword returns an unused password of the user created at now, not
 // stored.
 func NewPassword(userID string, now time.Time) *activation.Password {
-	return &activation.Password{ID: newID(), UserID: userID, Hash: random(32), CreatedBy: "admin",
+	return &activation.Password{ID: id.New(), UserID: userID, Hash: random(32), CreatedBy: "admin",
 		CreatedAt: now, ExpiresAt: now.Add(PasswordTTL)}
 }
 
@@ -60,10 +57,10 @@ func SetPassword(t testing.TB, s activation.PasswordStore, userID string, now ti
 // NewAttempt returns the session and device of an activation of the
 // hardware by the user with the password at now, not stored.
 func NewAttempt(userID, passwordID, hardwareID string, now time.Time) (*activation.Session, *device.Device) {
-	d := &device.Device{ID: newID(), UserID: userID, HardwareID: hardwareID, Platform: string(activation.Linux),
+	d := &device.Device{ID: id.New(), UserID: userID, HardwareID: hardwareID, Platform: string(activation.Linux),
 		OSVersion: "6.1", Model: "Laptop 13", Name: "laptop", ActivationType: string(activation.MDMControls),
 		State: device.StateActivating, CreatedAt: now}
-	s := &activation.Session{ID: newID(), TokenHash: random(32), UserID: userID, DeviceID: d.ID, PasswordID: passwordID,
+	s := &activation.Session{ID: id.New(), TokenHash: random(32), UserID: userID, DeviceID: d.ID, PasswordID: passwordID,
 		State: activation.SessionOpen, CreatedAt: now, ExpiresAt: now.Add(SessionTTL)}
 	return s, d
 }

@@ -7,11 +7,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/custos-uem/custos/id"
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/custos-uem/custos/auth"
 	"github.com/custos-uem/custos/errs"
@@ -49,8 +48,6 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 // t0 is the suite's clock: microseconds in UTC, which is what stores keep.
 var t0 = time.Date(2031, 3, 4, 5, 6, 7, 8000, time.UTC)
 
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
-
 // wantErr fails unless err matches want (nil meaning success).
 func wantErr(t testing.TB, what string, err, want error) {
 	t.Helper()
@@ -67,7 +64,7 @@ func wantEqual(t testing.TB, what string, got, want any) {
 }
 
 func newAdmin(username string) *auth.Admin {
-	return &auth.Admin{ID: newID(), Username: username, DisplayName: "Admin " + username,
+	return &auth.Admin{ID: id.New(), Username: username, DisplayName: "Admin " + username,
 		Role: auth.RoleSecurityAdmin, CreatedAt: t0}
 }
 
@@ -81,7 +78,7 @@ func createAdmin(t testing.TB, s auth.AdminStore, username string) *auth.Admin {
 func newToken(adminID string) *auth.Token {
 	hash := make([]byte, 32)
 	rand.Read(hash)
-	return &auth.Token{ID: newID(), AdminID: adminID, Name: "ci", Hash: hash, CreatedAt: t0}
+	return &auth.Token{ID: id.New(), AdminID: adminID, Name: "ci", Hash: hash, CreatedAt: t0}
 }
 
 func createToken(t testing.TB, s auth.TokenStore, adminID string) *auth.Token {
@@ -110,7 +107,7 @@ func testCreateAdmin(t *testing.T, s Stores) {
 		want error
 	}{
 		{"fail/duplicate username", newAdmin("root"), errs.ErrConflict},
-		{"ok/hostile strings", &auth.Admin{ID: newID(), Username: usertest.SQLInject, DisplayName: usertest.ScriptTag,
+		{"ok/hostile strings", &auth.Admin{ID: id.New(), Username: usertest.SQLInject, DisplayName: usertest.ScriptTag,
 			Role: auth.RoleSecurityAdmin, CreatedAt: t0}, nil},
 	}
 	for _, tc := range tests {
@@ -123,7 +120,7 @@ func testCreateAdmin(t *testing.T, s Stores) {
 			}
 		})
 	}
-	_, err = s.Admin(ctx, newID())
+	_, err = s.Admin(ctx, id.New())
 	wantErr(t, "Admin(unknown)", err, errs.ErrNotFound)
 }
 
@@ -149,7 +146,7 @@ func testCreateToken(t *testing.T, s Stores) {
 		tok  *auth.Token
 		want error
 	}{
-		{"fail/unknown admin", newToken(newID()), errs.ErrNotFound},
+		{"fail/unknown admin", newToken(id.New()), errs.ErrNotFound},
 		{"fail/duplicate hash", dup, errs.ErrConflict},
 		{"ok/no expiry", newToken(a.ID), nil},
 	}
@@ -180,7 +177,7 @@ func testRevokeToken(t *testing.T, s Stores) {
 		name, id string
 		want     error
 	}{
-		{"fail/unknown", newID(), errs.ErrNotFound},
+		{"fail/unknown", id.New(), errs.ErrNotFound},
 		{"ok/unrevoked", tok.ID, nil},
 	}
 	for _, tc := range tests {
@@ -201,5 +198,5 @@ func testTouchToken(t *testing.T, s Stores) {
 		tok.LastUsedAt = &at
 		wantToken(t, s, tok)
 	}
-	wantErr(t, "TouchToken(unknown)", s.TouchToken(ctx, newID(), t0), nil)
+	wantErr(t, "TouchToken(unknown)", s.TouchToken(ctx, id.New(), t0), nil)
 }

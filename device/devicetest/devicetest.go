@@ -7,11 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/custos-uem/custos/id"
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/custos-uem/custos/activation/activationtest"
 	"github.com/custos-uem/custos/device"
@@ -57,8 +56,6 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 
 var t0 = activationtest.T0
 
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
-
 // wantErr fails unless err matches want (nil meaning success).
 func wantErr(t testing.TB, what string, err, want error) {
 	t.Helper()
@@ -98,7 +95,7 @@ func ids(ds []*device.Device) []string {
 }
 
 func testDeviceUnknown(t *testing.T, s Stores) {
-	_, err := s.Device(context.Background(), newID())
+	_, err := s.Device(context.Background(), id.New())
 	wantErr(t, "Device(unknown)", err, errs.ErrNotFound)
 }
 
@@ -124,7 +121,7 @@ func testListDevices(t *testing.T, s Stores) {
 		{"ok/after", device.Query{After: b.ID}, []string{c.ID, old.ID, d.ID}},
 		{"ok/limit", device.Query{Limit: 2}, []string{a.ID, b.ID}},
 		{"ok/after and limit", device.Query{After: a.ID, Limit: 2}, []string{b.ID, c.ID}},
-		{"ok/nothing matches", device.Query{UserID: newID()}, []string{}},
+		{"ok/nothing matches", device.Query{UserID: id.New()}, []string{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,7 +147,7 @@ func testListDevicesCap(t *testing.T, s Stores) {
 func testInventoryNotFound(t *testing.T, s Stores) {
 	ctx := context.Background()
 	d := enroll(t, s, "hw-1")
-	for _, id := range []string{d.ID, newID()} {
+	for _, id := range []string{d.ID, id.New()} {
 		_, err := s.Inventory(ctx, id)
 		wantErr(t, "Inventory("+id+")", err, errs.ErrNotFound)
 	}
@@ -209,7 +206,7 @@ func testSaveReportRefused(t *testing.T, s Stores) {
 		name string
 		id   string
 	}{
-		{"fail/unknown", newID()},
+		{"fail/unknown", id.New()},
 		{"fail/removed", removed.ID},
 		{"fail/activating", activating.ID},
 	}
@@ -252,7 +249,7 @@ func testAcknowledge(t *testing.T, s Stores) {
 		now               time.Time
 		want              error
 	}{
-		{"fail/unknown", newID(), "1", first, errs.ErrNotFound},
+		{"fail/unknown", id.New(), "1", first, errs.ErrNotFound},
 		{"fail/removed", removed.ID, "1", first, errs.ErrNotFound},
 		{"fail/activating", activating.ID, "1", first, errs.ErrNotFound},
 		{"ok/enrolled becomes active", d.ID, "1", first, nil},
@@ -278,7 +275,7 @@ func testRemoveDevice(t *testing.T, s Stores) {
 		name, id string
 		want     error
 	}{
-		{"fail/unknown", newID(), errs.ErrNotFound},
+		{"fail/unknown", id.New(), errs.ErrNotFound},
 		{"ok/enrolled", d.ID, nil},
 	}
 	for _, tc := range tests {

@@ -8,11 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/custos-uem/custos/id"
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/user"
@@ -66,11 +65,9 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 	}
 }
 
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
-
 // NewUser returns a user with unique logins derived from name, not stored.
 func NewUser(name string) *user.User {
-	id := newID()
+	id := id.New()
 	return &user.User{
 		ID: id, Email: fmt.Sprintf("%s.%s@example.com", name, id[24:]), Username: name + "-" + id[24:],
 		DisplayName: name, Source: user.SourceLocal, CreatedAt: t0, UpdatedAt: t0,
@@ -89,7 +86,7 @@ func CreateUser(t testing.TB, s user.Store, name string) *user.User {
 
 func createGroup(t testing.TB, s user.GroupStore, name string) *user.Group {
 	t.Helper()
-	g := &user.Group{ID: newID(), Name: name, Description: "the " + name, CreatedAt: t0, UpdatedAt: t0}
+	g := &user.Group{ID: id.New(), Name: name, Description: "the " + name, CreatedAt: t0, UpdatedAt: t0}
 	if err := s.CreateGroup(context.Background(), g); err != nil {
 		t.Fatalf("CreateGroup(%s): %v", name, err)
 	}
@@ -175,7 +172,7 @@ func testCreateUserConflict(t *testing.T, s Stores) {
 }
 
 func testUserUnknown(t *testing.T, s Stores) {
-	_, err := s.User(context.Background(), newID())
+	_, err := s.User(context.Background(), id.New())
 	wantErr(t, "User(unknown)", err, errs.ErrNotFound)
 }
 
@@ -254,7 +251,7 @@ func testUpdateUser(t *testing.T, s Stores) {
 		edit func(u *user.User)
 		want error
 	}{
-		{"fail/unknown id", func(u *user.User) { u.ID = newID() }, errs.ErrNotFound},
+		{"fail/unknown id", func(u *user.User) { u.ID = id.New() }, errs.ErrNotFound},
 		{"fail/duplicate email", func(u *user.User) { u.Email = other.Email }, errs.ErrConflict},
 		{"fail/duplicate username", func(u *user.User) { u.Username = other.Username }, errs.ErrConflict},
 		{"ok/new logins and name", func(u *user.User) {
@@ -287,7 +284,7 @@ func testDeleteUser(t *testing.T, s Stores) {
 		name, id string
 		want     error
 	}{
-		{"fail/unknown", newID(), errs.ErrNotFound},
+		{"fail/unknown", id.New(), errs.ErrNotFound},
 		{"ok/existing", u.ID, nil},
 	}
 	for _, tc := range tests {
@@ -317,7 +314,7 @@ func testHostileStrings(t *testing.T, s Stores) {
 	if err != nil || got.ID != u.ID {
 		t.Fatalf("UserByLogin(%q) = %v, %v", SQLInject, got, err)
 	}
-	g := &user.Group{ID: newID(), Name: SQLInject, Description: ScriptTag, CreatedAt: t0, UpdatedAt: t0}
+	g := &user.Group{ID: id.New(), Name: SQLInject, Description: ScriptTag, CreatedAt: t0, UpdatedAt: t0}
 	if err := s.CreateGroup(ctx, g); err != nil {
 		t.Fatal(err)
 	}
@@ -341,15 +338,15 @@ func testCreateGroup(t *testing.T, s Stores) {
 		g    *user.Group
 		want error
 	}{
-		{"fail/duplicate name", &user.Group{ID: newID(), Name: g.Name, CreatedAt: t0, UpdatedAt: t0}, errs.ErrConflict},
-		{"ok/name differing in case", &user.Group{ID: newID(), Name: "Staff", CreatedAt: t0, UpdatedAt: t0}, nil},
+		{"fail/duplicate name", &user.Group{ID: id.New(), Name: g.Name, CreatedAt: t0, UpdatedAt: t0}, errs.ErrConflict},
+		{"ok/name differing in case", &user.Group{ID: id.New(), Name: "Staff", CreatedAt: t0, UpdatedAt: t0}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			wantErr(t, "CreateGroup", s.CreateGroup(ctx, tc.g), tc.want)
 		})
 	}
-	_, err = s.Group(ctx, newID())
+	_, err = s.Group(ctx, id.New())
 	wantErr(t, "Group(unknown)", err, errs.ErrNotFound)
 }
 
@@ -379,7 +376,7 @@ func testUpdateGroup(t *testing.T, s Stores) {
 		edit func(g *user.Group)
 		want error
 	}{
-		{"fail/unknown id", func(g *user.Group) { g.ID = newID() }, errs.ErrNotFound},
+		{"fail/unknown id", func(g *user.Group) { g.ID = id.New() }, errs.ErrNotFound},
 		{"fail/duplicate name", func(g *user.Group) { g.Name = other.Name }, errs.ErrConflict},
 		{"ok/new name and description", func(g *user.Group) { g.Name, g.Description = g.Name+"-renamed", ScriptTag }, nil},
 	}
@@ -407,7 +404,7 @@ func testDeleteGroup(t *testing.T, s Stores) {
 	g, kept := createGroup(t, s, "gone"), createGroup(t, s, "kept")
 	addMember(t, s, g.ID, u.ID)
 	addMember(t, s, kept.ID, u.ID)
-	wantErr(t, "DeleteGroup(unknown)", s.DeleteGroup(ctx, newID()), errs.ErrNotFound)
+	wantErr(t, "DeleteGroup(unknown)", s.DeleteGroup(ctx, id.New()), errs.ErrNotFound)
 	wantErr(t, "DeleteGroup", s.DeleteGroup(ctx, g.ID), nil)
 	_, err := s.Group(ctx, g.ID)
 	wantErr(t, "Group(deleted)", err, errs.ErrNotFound)
@@ -426,8 +423,8 @@ func testAddMember(t *testing.T, s Stores) {
 		name, group, user string
 		want              error
 	}{
-		{"fail/unknown group", newID(), u.ID, errs.ErrNotFound},
-		{"fail/unknown user", g.ID, newID(), errs.ErrNotFound},
+		{"fail/unknown group", id.New(), u.ID, errs.ErrNotFound},
+		{"fail/unknown user", g.ID, id.New(), errs.ErrNotFound},
 		{"ok/first time", g.ID, u.ID, nil},
 		{"ok/second time", g.ID, u.ID, nil},
 	}
@@ -489,7 +486,7 @@ func testMembersOrder(t *testing.T, s Stores) {
 		t.Fatal(err)
 	}
 	wantIDs(t, "GroupsOf", ids(of, groupID), groups)
-	if none, err := s.Members(ctx, newID()); err != nil || len(none) != 0 {
+	if none, err := s.Members(ctx, id.New()); err != nil || len(none) != 0 {
 		t.Fatalf("Members(unknown group) = %d, %v", len(none), err)
 	}
 }
