@@ -35,7 +35,7 @@ type Activation struct {
 //
 // Errors: a *ServerError (errors.As) when the Core refused a step, its code
 // and request ID in the message ("activation refused: activation_password_
-// invalid: … (request 1a2b…)"); other errors for the network, the Store or
+// invalid: … (HTTP 401, request ID 1a2b…)"); other errors for the network, the Store or
 // an answer that does not hold together. An error after enrollment (step 8)
 // leaves the device enrolled: Run finishes the activation.
 func (c *Client) Activate(ctx context.Context, login, password string) (*Activation, error) {
@@ -43,7 +43,7 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 	defer c.op.Unlock()
 	base := c.url()
 	if base == "" {
-		return nil, errors.New("agent: no server URL to activate with")
+		return nil, errors.New("no server URL to activate with")
 	}
 	inv, err := c.collect(ctx)
 	if err != nil {
@@ -60,7 +60,7 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 		return nil, stepError("activation", base, err)
 	}
 	if ar.DeviceID == "" || len(ar.DeviceID) > wire.MaxField || ar.CSRCommonName == "" || len(ar.CSRCommonName) > wire.MaxField {
-		return nil, errors.New("agent: activation: the Core's answer lacks a device ID or CSR common name")
+		return nil, errors.New("activation: the Core's answer lacks a device ID or CSR common name")
 	}
 	var session *http.Cookie
 	for _, ck := range resp.Cookies() {
@@ -69,21 +69,21 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 		}
 	}
 	if session == nil {
-		return nil, fmt.Errorf("agent: activation: the Core opened no enrollment session (no %s cookie)", wire.SessionCookie)
+		return nil, fmt.Errorf("activation: the Core opened no enrollment session (no %s cookie)", wire.SessionCookie)
 	}
 
 	// Step 7: a fresh key, saved before the CSR leaves the device, so a
 	// certificate the Core signs always has its key on disk.
 	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("agent: generate key: %w", err)
+		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("agent: encode key: %w", err)
+		return nil, fmt.Errorf("encode key: %w", err)
 	}
 	if err := c.store.Write(ItemKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-		return nil, fmt.Errorf("agent: save key: %w", err)
+		return nil, fmt.Errorf("save key: %w", err)
 	}
 	st := &State{
 		ServerURL:      base,
@@ -111,13 +111,13 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 	}
 	c.mu.Unlock()
 	if err := SaveState(c.store, st); err != nil {
-		return nil, fmt.Errorf("agent: save state: %w", err)
+		return nil, fmt.Errorf("save state: %w", err)
 	}
 	csr, err := x509.CreateCertificateRequest(crand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: ar.CSRCommonName},
 	}, key)
 	if err != nil {
-		return nil, fmt.Errorf("agent: create CSR: %w", err)
+		return nil, fmt.Errorf("create CSR: %w", err)
 	}
 	var er wire.EnrollResponse
 	if _, err := c.post(ctx, c.pre, base, wire.PathEnroll, wire.EnrollRequest{
@@ -129,19 +129,19 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 	// Step 8c: check what came back before trusting it.
 	id, err := c.identity([]byte(er.Certificate), []byte(er.CA), key)
 	if err != nil {
-		return nil, fmt.Errorf("agent: enrollment: the Core's certificate is unusable: %w", err)
+		return nil, fmt.Errorf("enrollment: the Core's certificate is unusable: %w", err)
 	}
 	for _, w := range []struct {
 		name string
 		data []byte
 	}{{ItemCert, []byte(er.Certificate)}, {ItemCA, []byte(er.CA)}} {
 		if err := c.store.Write(w.name, w.data); err != nil {
-			return nil, fmt.Errorf("agent: save %s: %w", w.name, err)
+			return nil, fmt.Errorf("save %s: %w", w.name, err)
 		}
 	}
 	if st.ServerTrust == TrustCAFile {
 		if err := c.store.Write(ItemServerCA, c.serverCAPEM); err != nil {
-			return nil, fmt.Errorf("agent: save %s: %w", ItemServerCA, err)
+			return nil, fmt.Errorf("save %s: %w", ItemServerCA, err)
 		}
 	}
 	st.State = StateEnrolled
@@ -149,7 +149,7 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 	st.CertNotAfter = id.leaf.NotAfter.UTC()
 	st.ActivatedAt = c.clock.Now().UTC()
 	if err := SaveState(c.store, st); err != nil {
-		return nil, fmt.Errorf("agent: save state: %w", err)
+		return nil, fmt.Errorf("save state: %w", err)
 	}
 	c.install(id)
 	c.log.Info("enrolled", "device_id", st.DeviceID, "cert_serial", st.CertSerial)
@@ -157,11 +157,14 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 	// Steps 9–12 over mutual TLS.
 	res, err := c.checkin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("agent: enrolled as device %s, but the first check-in failed (run the agent to finish): %w", st.DeviceID, err)
+		if errors.Is(err, ErrRefused) {
+			return nil, fmt.Errorf("enrolled as device %s, but %w", st.DeviceID, err)
+		}
+		return nil, fmt.Errorf("enrolled as device %s, but the first check-in failed (run the agent to finish): %w", st.DeviceID, err)
 	}
 	out := &Activation{DeviceID: st.DeviceID, ActivationType: st.ActivationType, State: res.State}
 	if res.State != StateActive {
-		return out, fmt.Errorf("agent: device %s acknowledged its configuration but the Core reports it %q, not active", st.DeviceID, res.State)
+		return out, fmt.Errorf("device %s acknowledged its configuration but the Core reports it %q, not active", st.DeviceID, res.State)
 	}
 	c.log.Info("activated", "device_id", st.DeviceID, "activation_type", st.ActivationType)
 	return out, nil
@@ -171,11 +174,14 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 func stepError(step, base string, err error) error {
 	var se *ServerError
 	if errors.As(err, &se) {
+		if se.Status >= 500 {
+			return fmt.Errorf("%s failed: %w", step, se)
+		}
 		return fmt.Errorf("%s refused: %w", step, se)
 	}
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		return fmt.Errorf("%s failed: cannot talk to the Core at %s: %w (give the CA that signs the Core's certificate: --ca, Options.ServerCAs)", step, base, err)
+		return fmt.Errorf("%s failed: cannot talk to the Core at %s: %w (give the CA that signs the Core's certificate with --ca FILE)", step, base, err)
 	}
 	return fmt.Errorf("%s failed: cannot talk to the Core at %s: %w", step, base, err)
 }

@@ -35,8 +35,10 @@ type CheckinResult struct {
 // when the version differs from the one last acknowledged — or the device
 // is not active yet — applies and acknowledges it.
 //
-// A refused certificate returns an error wrapping ErrRefused; a device
-// without a usable certificate one wrapping ErrNotActivated.
+// A refused certificate returns a *RefusedError (wrapping ErrRefused) and
+// records the refusal in the State: later calls return it again without
+// contacting the Core, until the device is activated again. A device
+// without a usable certificate returns an error wrapping ErrNotActivated.
 func (c *Client) Checkin(ctx context.Context) (*CheckinResult, error) {
 	c.op.Lock()
 	defer c.op.Unlock()
@@ -45,20 +47,24 @@ func (c *Client) Checkin(ctx context.Context) (*CheckinResult, error) {
 
 func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
 	c.mu.Lock()
-	hc, leaf, idErr := c.mtls, c.leaf, c.idErr
+	hc, leaf := c.mtls, c.leaf
 	var st State
 	if c.st != nil {
 		st = *c.st
 	}
+	var notActivated error
+	if hc == nil {
+		notActivated = c.notActivated()
+	}
 	c.mu.Unlock()
 	if hc == nil {
-		if idErr != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotActivated, idErr)
-		}
-		return nil, ErrNotActivated
+		return nil, notActivated
 	}
 	if now := c.clock.Now(); now.After(leaf.NotAfter) {
-		return nil, fmt.Errorf("%w: the device certificate expired at %s", ErrRefused, leaf.NotAfter.UTC().Format(time.RFC3339))
+		// Not recorded: the device's clock may be wrong.
+		return nil, &RefusedError{Refusal: Refusal{
+			Step: "check-in", Reason: "the device certificate expired at " + leaf.NotAfter.UTC().Format(time.RFC3339),
+		}}
 	}
 	base := c.serverURL
 	if base == "" {
@@ -81,15 +87,15 @@ func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
 	}
 	var cr wire.CheckinResponse
 	if _, err := c.post(ctx, hc, base, wire.PathCheckin, req, nil, true, maxCheckinAnswer, &cr); err != nil {
-		return nil, c.deviceError("check-in", err)
+		return nil, c.deviceError("check-in", &st, err)
 	}
 	if st.DeviceID != "" && cr.DeviceID != "" && cr.DeviceID != st.DeviceID {
-		return nil, fmt.Errorf("agent: check-in: the Core answered for device %q, this is %q", cr.DeviceID, st.DeviceID)
+		return nil, fmt.Errorf("check-in: the Core answered for device %q, this is %q", display(cr.DeviceID), st.DeviceID)
 	}
 	cfg := cr.Configuration
 	cr.State, _ = Clean(cr.State)
 	if cr.State == string(device.StateRemoved) {
-		return nil, fmt.Errorf("agent: check-in: %w: the Core reports the device removed", ErrRefused)
+		return nil, c.refused(&st, &RefusedError{Refusal: Refusal{Step: "check-in", Reason: "the Core reports the device removed"}})
 	}
 	if sent {
 		st.SoftwareHash = hash
@@ -105,13 +111,16 @@ func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
 		got, err := c.applier.Apply(ctx, prev, cfg)
 		if err != nil {
 			c.commit(&st)
-			return nil, fmt.Errorf("agent: apply configuration %q: %w", cfg.Version, err)
+			return nil, fmt.Errorf("apply configuration %q: %w", display(cfg.Version), err)
 		}
 		items := statuses(cfg.Items, got)
 		var ar wire.AckResponse
 		if _, err := c.post(ctx, hc, base, wire.PathAck, wire.AckRequest{DeviceID: st.DeviceID, Version: cfg.Version, Items: items}, nil, true, maxAckAnswer, &ar); err != nil {
-			c.commit(&st)
-			return nil, c.deviceError("acknowledgment", err)
+			err = c.deviceError("acknowledgment", &st, err)
+			if !errors.Is(err, ErrRefused) {
+				c.commit(&st)
+			}
+			return nil, err
 		}
 		st.ConfigVersion = cfg.Version
 		st.ConfigItems = slices.Clone(cfg.Items)
@@ -138,17 +147,38 @@ func (c *Client) commit(st *State) error {
 	return nil
 }
 
-// deviceError words a failed mutual-TLS step, telling a refused certificate
-// apart.
-func (c *Client) deviceError(step string, err error) error {
-	if rerr, ok := refusal(err); ok {
-		return fmt.Errorf("agent: %s: %w", step, rerr)
+// deviceError words a failed mutual-TLS step for the user. A refused
+// certificate is recorded (refused) and returned as a *RefusedError.
+func (c *Client) deviceError(step string, st *State, err error) error {
+	if re, ok := refusal(step, err); ok {
+		return c.refused(st, re)
 	}
 	var se *ServerError
-	if errors.As(err, &se) {
-		return fmt.Errorf("agent: %s refused: %w", step, se)
+	if errors.As(err, &se) && se.Status >= 400 && se.Status < 500 {
+		return fmt.Errorf("%s refused: %w", step, se)
 	}
-	return fmt.Errorf("agent: %s failed: %w", step, err)
+	return fmt.Errorf("%s failed: %w", step, err)
+}
+
+// refused records the Core's refusal re in st and the Store, and drops the
+// Client's identity: until the device is activated again, Checkin and Run
+// return the refusal without contacting the Core. It returns re.
+func (c *Client) refused(st *State, re *RefusedError) error {
+	re.At = c.clock.Now().UTC()
+	r := re.Refusal
+	st.State, st.Refusal = StateRefused, &r
+	if err := c.commit(st); err != nil {
+		c.log.Warn("cannot record the refusal", "err", err)
+	}
+	later := &RefusedError{Refusal: r, Recorded: true, Err: re.Err}
+	c.mu.Lock()
+	c.mtls, c.leaf, c.idErr = nil, nil, later
+	if c.mtlsTr != nil {
+		c.mtlsTr.CloseIdleConnections()
+		c.mtlsTr = nil
+	}
+	c.mu.Unlock()
+	return re
 }
 
 func (c *Client) pollInterval(seconds int) time.Duration {
@@ -185,9 +215,10 @@ func (c *Client) backoff(n int) time.Duration {
 // configuration. After a failure it waits BackoffMin, doubling per
 // consecutive failure up to BackoffMax, jittered.
 //
-// Run returns nil when ctx is done, an error wrapping ErrRefused when the
-// Core refuses the certificate (the device was removed: retrying cannot
-// help), and one wrapping ErrNotActivated when there is nothing to run.
+// Run returns nil when ctx is done, a *RefusedError (wrapping ErrRefused)
+// when the Core refuses the certificate or refused it before (the device
+// was removed: retrying cannot help), and one wrapping ErrNotActivated when
+// there is nothing to run. It does not log the error it returns.
 func (c *Client) Run(ctx context.Context) error {
 	if ok, err := c.Activated(); !ok {
 		return err
@@ -200,10 +231,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		var wait time.Duration
 		switch {
-		case errors.Is(err, ErrRefused):
-			c.log.Error("device refused by the Core; stopping", "err", err)
-			return err
-		case errors.Is(err, ErrNotActivated):
+		case errors.Is(err, ErrRefused), errors.Is(err, ErrNotActivated):
 			return err
 		case err != nil:
 			failures++

@@ -51,12 +51,14 @@ const (
 	maxAckAnswer      = 64 << 10
 )
 
-// Device states the Core reports (device.State); "enrolling" is the agent's
-// own, between saving the key and receiving the certificate.
+// Device states the Core reports (device.State), and the agent's own:
+// "enrolling" between saving the key and receiving the certificate,
+// "refused" after the Core refused the certificate (ErrRefused).
 const (
 	StateEnrolling = "enrolling"
 	StateEnrolled  = string(device.StateEnrolled)
 	StateActive    = string(device.StateActive)
+	StateRefused   = "refused"
 )
 
 // Clock is the agent's time: the current time, and waiting.
@@ -251,6 +253,9 @@ func New(opts Options) (*Client, error) {
 			if err := c.loadIdentity(); err != nil {
 				c.idErr = err
 			}
+		case StateRefused:
+			// Refused by the Core: nothing to run until activated again.
+			c.idErr = recordedRefusal(st)
 		case "":
 			// never activated (a simulation seed saved ahead, say)
 		default:
@@ -285,17 +290,36 @@ func (c *Client) State() *State {
 }
 
 // Activated reports whether the Client holds a usable certificate, and if
-// not, why.
+// not, why: an error wrapping ErrRefused when the Core refused it (the
+// State records the refusal), else one wrapping ErrNotActivated.
 func (c *Client) Activated() (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mtls != nil {
 		return true, nil
 	}
-	if c.idErr != nil {
-		return false, fmt.Errorf("%w: %w", ErrNotActivated, c.idErr)
+	return false, c.notActivated()
+}
+
+// notActivated is why there is no identity; c.mu is held.
+func (c *Client) notActivated() error {
+	switch {
+	case c.idErr == nil:
+		return ErrNotActivated
+	case errors.Is(c.idErr, ErrRefused):
+		return c.idErr
+	default:
+		return fmt.Errorf("%w: %w", ErrNotActivated, c.idErr)
 	}
-	return false, ErrNotActivated
+}
+
+// recordedRefusal is the error of a State in StateRefused.
+func recordedRefusal(st *State) *RefusedError {
+	e := &RefusedError{Recorded: true}
+	if st.Refusal != nil {
+		e.Refusal = *st.Refusal
+	}
+	return e
 }
 
 // Close releases idle connections. The Transport given in Options is left

@@ -115,14 +115,15 @@ func TestActivate(t *testing.T) {
 			name: "fail/wrong password surfaces code and request ID",
 			pass: "wrong",
 			wantErr: []string{"activation refused: activation_password_invalid: the activation password is wrong",
-				"(request ", "[HTTP 401]"},
+				"(HTTP 401, request ID "},
 			check: func(t *testing.T, s *setup, err error) {
 				var se *agent.ServerError
 				if !errors.As(err, &se) || se.Status != http.StatusUnauthorized || len(se.RequestID) != 24 {
 					t.Fatalf("ServerError = %+v", se)
 				}
-				if !strings.Contains(err.Error(), "(request "+se.RequestID+")") {
-					t.Fatalf("request ID %q not in %q", se.RequestID, err)
+				want := "activation refused: activation_password_invalid: the activation password is wrong, expired or already used (HTTP 401, request ID " + se.RequestID + ")"
+				if err.Error() != want {
+					t.Fatalf("err = %q\nwant  %q", err, want)
 				}
 				if _, err := s.store.Read(agent.ItemKey); !errors.Is(err, fs.ErrNotExist) {
 					t.Fatalf("a key was saved for a refused activation: %v", err)
@@ -164,7 +165,7 @@ func TestActivate(t *testing.T) {
 				other := newTestCA(t, "Other CA")
 				s.opts.ServerCAs, s.opts.ServerCAPEM = other.pool, other.pem
 			},
-			wantErr: []string{"activation failed: cannot talk to the Core at https://127.0.0.1:", "certificate signed by unknown authority", "give the CA that signs the Core's certificate"},
+			wantErr: []string{"activation failed: cannot talk to the Core at https://127.0.0.1:", "certificate signed by unknown authority", "(give the CA that signs the Core's certificate with --ca FILE)"},
 		},
 		{
 			name: "ok/android simulator to active",
@@ -424,40 +425,117 @@ func TestReacknowledgeOnNewVersion(t *testing.T) {
 	}
 }
 
+// TestRunStopsWhenRefused removes an active device on the Core: Run stops
+// at once with one sentence naming the Core's code and request ID, the
+// refusal is recorded in the State, and from then on the agent says so
+// without contacting the Core until it is activated again.
 func TestRunStopsWhenRefused(t *testing.T) {
+	const removed = "the device was removed or its certificate revoked"
 	tests := []struct {
-		name       string
-		refuseHTTP bool
-		want       string
+		name   string
+		remove func(s *setup, deviceID string)
+		want   func(err error) (msg string, refusal agent.Refusal)
 	}{
-		{name: "fail/certificate refused at the TLS handshake", want: "remote error: tls: bad certificate"},
-		{name: "fail/certificate refused by HTTP 401", refuseHTTP: true, want: "certificate_revoked"},
+		{
+			name:   "fail/certificate refused at the TLS handshake",
+			remove: func(s *setup, id string) { s.fc.revoke(id) },
+			want: func(error) (string, agent.Refusal) {
+				return "check-in refused: " + removed + " (TLS alert: bad certificate); activate it again",
+					agent.Refusal{Step: "check-in", Reason: removed, Alert: "bad certificate"}
+			},
+		},
+		{
+			name: "fail/certificate refused by HTTP 401",
+			remove: func(s *setup, id string) {
+				s.fc.set(func(fc *fakeCore) { fc.refuseHTTP = true })
+				s.fc.revoke(id)
+			},
+			want: func(err error) (string, agent.Refusal) {
+				var se *agent.ServerError
+				if !errors.As(err, &se) || len(se.RequestID) != 24 {
+					return "no *ServerError with a request ID in " + err.Error(), agent.Refusal{}
+				}
+				return "check-in refused: " + removed + " (certificate_revoked, HTTP 401, request ID " + se.RequestID + "); activate it again",
+					agent.Refusal{Step: "check-in", Reason: removed, Code: "certificate_revoked", Status: 401, RequestID: se.RequestID}
+			},
+		},
+		{
+			name:   "fail/the Core reports the device removed",
+			remove: func(s *setup, id string) { s.fc.set(func(fc *fakeCore) { fc.devices[id].state = "removed" }) },
+			want: func(error) (string, agent.Refusal) {
+				return "check-in refused: the Core reports the device removed; activate it again",
+					agent.Refusal{Step: "check-in", Reason: "the Core reports the device removed"}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newSetup(t)
 			c, act := s.activate(t)
-			s.fc.set(func(fc *fakeCore) { fc.refuseHTTP = tt.refuseHTTP })
-			s.fc.revoke(act.DeviceID)
+			tt.remove(s, act.DeviceID)
 			before, _ := s.fc.recorded()
 
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			s.clock.cancel, s.clock.stopAfter = cancel, 50 // a spinning Run would be stopped here
 			err := c.Run(ctx)
-			if !errors.Is(err, agent.ErrRefused) {
+			if !errors.Is(err, agent.ErrRefused) || errors.Is(err, agent.ErrNotActivated) {
 				t.Fatalf("Run = %v, want ErrRefused", err)
 			}
-			for _, w := range []string{"the device was removed", tt.want} {
-				if !strings.Contains(err.Error(), w) {
-					t.Fatalf("err = %q, want it to contain %q", err, w)
-				}
+			wantMsg, wantRefusal := tt.want(err)
+			if err.Error() != wantMsg {
+				t.Fatalf("err = %q\nwant  %q", err, wantMsg)
 			}
 			if n := len(s.clock.slept()); n != 0 {
 				t.Fatalf("Run slept %d times before giving up", n)
 			}
-			if after, _ := s.fc.recorded(); len(after) != len(before) {
+			if after, _ := s.fc.recorded(); len(after) > len(before)+1 {
 				t.Fatalf("the Core recorded %d check-ins from a removed device", len(after)-len(before))
+			}
+
+			// The refusal is recorded.
+			wantRefusal.At = s.clock.Now().UTC()
+			st, lerr := agent.LoadState(s.store)
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if st.State != agent.StateRefused || st.Refusal == nil || *st.Refusal != wantRefusal {
+				t.Fatalf("state %q, refusal %+v\nwant refusal %+v", st.State, st.Refusal, wantRefusal)
+			}
+			if st.DeviceID != act.DeviceID || st.CertSerial == "" {
+				t.Fatalf("the refusal lost the rest of the state: %+v", st)
+			}
+			recorded := strings.Replace(wantMsg, "check-in refused:", "check-in refused at "+wantRefusal.At.Format(time.RFC3339)+":", 1)
+
+			// The same Client and a new one say so without contacting the Core.
+			contacts := s.fc.contacted()
+			if _, err := c.Checkin(ctx); !errors.Is(err, agent.ErrRefused) || err.Error() != recorded {
+				t.Fatalf("Checkin after the refusal = %v\nwant %q", err, recorded)
+			}
+			c2 := s.client(t)
+			if ok, err := c2.Activated(); ok || !errors.Is(err, agent.ErrRefused) || errors.Is(err, agent.ErrNotActivated) || err.Error() != recorded {
+				t.Fatalf("Activated = %v, %v\nwant %q", ok, err, recorded)
+			}
+			if err := c2.Run(ctx); !errors.Is(err, agent.ErrRefused) || err.Error() != recorded {
+				t.Fatalf("Run on a refused state = %v\nwant %q", err, recorded)
+			}
+			if _, err := c2.Checkin(ctx); !errors.Is(err, agent.ErrRefused) {
+				t.Fatalf("Checkin on a refused state = %v", err)
+			}
+			if n := s.fc.contacted() - contacts; n != 0 {
+				t.Fatalf("the Core was contacted %d times after the refusal", n)
+			}
+
+			// Activating again clears the refusal.
+			act2, err := c2.Activate(ctx, s.fc.login, s.fc.password)
+			if err != nil {
+				t.Fatalf("Activate again: %v", err)
+			}
+			if st := c2.State(); st.State != agent.StateActive || st.Refusal != nil || st.DeviceID != act2.DeviceID {
+				t.Fatalf("state after activating again = %+v", st)
+			}
+			if _, err := c2.Checkin(ctx); err != nil {
+				t.Fatalf("Checkin after activating again: %v", err)
 			}
 		})
 	}

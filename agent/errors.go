@@ -10,16 +10,103 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/custos-uem/custos/httpx"
 )
 
-// ErrRefused is returned (wrapped) when the Core refuses the device's
-// client certificate, by a TLS alert or an HTTP 401/403: the device was
-// removed by an administrator, replaced by a newer activation of the same
-// hardware, or its certificate revoked or expired. The device must be
-// activated again; retrying cannot help, so Run stops.
-var ErrRefused = errors.New("the Core refused this device's certificate: the device was removed or its certificate revoked; activate it again")
+// ErrRefused is returned (wrapped, as a *RefusedError) when the Core
+// refuses the device's client certificate, by a TLS alert or an HTTP
+// 401/403: the device was removed by an administrator, replaced by a newer
+// activation of the same hardware, or its certificate revoked or expired.
+// The device must be activated again; retrying cannot help, so Run stops,
+// and the refusal is recorded in the State (StateRefused) so that later
+// runs say so without contacting the Core.
+var ErrRefused = errors.New("the Core refused this device's certificate; activate it again")
+
+// reasonRemoved is the reason of a refusal by the Core.
+const reasonRemoved = "the device was removed or its certificate revoked"
+
+// Refusal records how the Core refused the device's certificate
+// (State.Refusal).
+type Refusal struct {
+	// At is when the refusal was received.
+	At time.Time `json:"at,omitzero"`
+	// Step is the request refused: "check-in" or "acknowledgment".
+	Step string `json:"step,omitempty"`
+	// Reason is one sentence for the user.
+	Reason string `json:"reason,omitempty"`
+	// Code, Status and RequestID come from the Core's HTTP answer.
+	Code      string `json:"code,omitempty"`
+	Status    int    `json:"status,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	// Alert is the TLS alert of a refusal at the handshake ("bad
+	// certificate").
+	Alert string `json:"tls_alert,omitempty"`
+}
+
+// Detail returns what identifies the refusal on the Core's side, as
+// "certificate_revoked, HTTP 401, request ID 1a2b" or "TLS alert: bad
+// certificate"; empty when there is nothing to add to the reason.
+func (r *Refusal) Detail() string {
+	var parts []string
+	if r.Code != "" {
+		parts = append(parts, display(r.Code))
+	}
+	if r.Status != 0 {
+		parts = append(parts, "HTTP "+strconv.Itoa(r.Status))
+	}
+	if r.RequestID != "" {
+		parts = append(parts, "request ID "+display(r.RequestID))
+	}
+	if r.Alert != "" {
+		parts = append(parts, "TLS alert: "+display(r.Alert))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// RefusedError is the error of a refused certificate; errors.Is(err,
+// ErrRefused) holds for it, and errors.As finds the *ServerError of an HTTP
+// refusal.
+type RefusedError struct {
+	Refusal
+	// Recorded is true when the refusal was read back from the State
+	// rather than received now: the message then names its time.
+	Recorded bool
+	// Err is the underlying error (a *ServerError, a TLS alert), or nil.
+	Err error
+}
+
+// Error reads "check-in refused: the device was removed or its certificate
+// revoked (certificate_revoked, HTTP 401, request ID 1a2b); activate it
+// again".
+func (e *RefusedError) Error() string {
+	var b strings.Builder
+	step := e.Step
+	if step == "" {
+		step = "check-in"
+	}
+	b.WriteString(step + " refused")
+	if e.Recorded && !e.At.IsZero() {
+		b.WriteString(" at " + e.At.UTC().Format(time.RFC3339))
+	}
+	reason := e.Reason
+	if reason == "" {
+		reason = reasonRemoved
+	}
+	b.WriteString(": " + display(reason))
+	if d := e.Detail(); d != "" {
+		b.WriteString(" (" + d + ")")
+	}
+	b.WriteString("; activate it again")
+	return b.String()
+}
+
+// Is reports whether target is ErrRefused.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+// Unwrap returns the underlying error.
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // ServerError is an error answer of the Core (httpx.ErrorBody), or any other
 // non-2xx answer.
@@ -37,33 +124,37 @@ type ServerError struct {
 	RetryAfter time.Duration
 }
 
+// Error reads as the admin command line prints an API error:
+// "code: message (HTTP 401, request ID 1a2b)", then one line per field.
 func (e *ServerError) Error() string {
 	var b strings.Builder
-	b.WriteString(e.Code)
+	b.WriteString(display(e.Code))
 	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
+		b.WriteString(": " + display(e.Message))
 	}
-	if len(e.Fields) > 0 {
-		keys := make([]string, 0, len(e.Fields))
-		for k := range e.Fields {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys) // stable messages
-		b.WriteString(" (")
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(k + ": " + e.Fields[k])
-		}
-		b.WriteString(")")
-	}
+	fmt.Fprintf(&b, " (HTTP %d", e.Status)
 	if e.RequestID != "" {
-		b.WriteString(" (request " + e.RequestID + ")")
+		b.WriteString(", request ID " + display(e.RequestID))
 	}
-	b.WriteString(" [HTTP " + strconv.Itoa(e.Status) + "]")
+	b.WriteString(")")
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // stable messages
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n  %s: %s", display(k), display(e.Fields[k]))
+	}
 	return b.String()
+}
+
+// display quotes text from the Core that holds anything not printable, so
+// that it cannot drive the terminal it is printed on.
+func display(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.QuoteToGraphic(s)
+	}
+	return s
 }
 
 // maxErrorBody bounds the error answer read from the Core.
@@ -118,18 +209,22 @@ var refusalAlerts = map[string]bool{
 }
 
 // refusal reports whether err means the Core refused the client
-// certificate, and returns the error to report (wrapping ErrRefused).
-func refusal(err error) (error, bool) {
+// certificate in step, and returns the *RefusedError for it.
+func refusal(step string, err error) (*RefusedError, bool) {
 	var se *ServerError
 	if errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden) &&
 		se.Code != codeDeviceMismatch {
-		return fmt.Errorf("%w: %w", ErrRefused, se), true
+		return &RefusedError{Refusal: Refusal{
+			Step: step, Reason: reasonRemoved, Code: se.Code, Status: se.Status, RequestID: se.RequestID,
+		}, Err: se}, true
 	}
 	// A TLS alert from the peer arrives as *net.OpError{Op: "remote error"}
 	// around crypto/tls's unexported alert type.
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "remote error" && op.Err != nil && refusalAlerts[op.Err.Error()] {
-		return fmt.Errorf("%w: %s", ErrRefused, op.Error()), true
+		return &RefusedError{Refusal: Refusal{
+			Step: step, Reason: reasonRemoved, Alert: strings.TrimPrefix(op.Err.Error(), "tls: "),
+		}, Err: op}, true
 	}
-	return err, false
+	return nil, false
 }

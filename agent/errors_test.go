@@ -23,13 +23,18 @@ func TestServerError(t *testing.T) {
 		want      string
 		wantRetry time.Duration
 	}{
-		{name: "fail/HTML from a proxy", status: 502, body: "<html><body>Bad Gateway</body></html>", want: "http_502: Bad Gateway [HTTP 502]"},
-		{name: "fail/plain text", status: 500, body: "upstream\nexploded", want: "http_500: Internal Server Error: upstream exploded [HTTP 500]"},
-		{name: "fail/JSON without code", status: 400, body: `{"error":{}}`, header: map[string]string{"X-Request-Id": "r1"}, want: `http_400: Bad Request: {"error":{}} (request r1) [HTTP 400]`},
+		{name: "fail/HTML from a proxy", status: 502, body: "<html><body>Bad Gateway</body></html>", want: "http_502: Bad Gateway (HTTP 502)"},
+		{name: "fail/plain text", status: 500, body: "upstream\nexploded", want: "http_500: Internal Server Error: upstream exploded (HTTP 500)"},
+		{name: "fail/JSON without code", status: 400, body: `{"error":{}}`, header: map[string]string{"X-Request-Id": "r1"}, want: `http_400: Bad Request: {"error":{}} (HTTP 400, request ID r1)`},
+		{
+			name: "fail/terminal escapes from the Core are quoted", status: 400, header: map[string]string{"X-Request-Id": "r\x1b2"},
+			body: `{"error":{"code":"bad","message":"a\u001b[31mb"}}`,
+			want: `bad: "a\x1b[31mb" (HTTP 400, request ID "r\x1b2")`,
+		},
 		{
 			name: "ok/error body with fields and retry", status: 503, header: map[string]string{"Retry-After": "30", "X-Request-Id": "hdr"},
 			body:      `{"error":{"code":"too_busy","message":"later","request_id":"1a2b","fields":{"b":"x","a":"y"}}}`,
-			want:      "too_busy: later (a: y, b: x) (request 1a2b) [HTTP 503]",
+			want:      "too_busy: later (HTTP 503, request ID 1a2b)\n  a: y\n  b: x",
 			wantRetry: 30 * time.Second,
 		},
 	}
@@ -53,9 +58,10 @@ func TestRefusal(t *testing.T) {
 		return &url.Error{Op: "Post", URL: "https://x" + wire.PathCheckin, Err: &net.OpError{Op: "remote error", Err: errors.New(msg)}}
 	}
 	tests := []struct {
-		name string
-		err  error
-		want bool
+		name    string
+		err     error
+		want    bool
+		wantMsg string
 	}{
 		{name: "fail/connection refused", err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}, want: false},
 		{name: "fail/server's certificate untrusted", err: errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority"), want: false},
@@ -63,21 +69,80 @@ func TestRefusal(t *testing.T) {
 		{name: "fail/503", err: &ServerError{Status: 503}, want: false},
 		{name: "fail/404", err: &ServerError{Status: 404}, want: false},
 		{name: "fail/403 device mismatch", err: &ServerError{Status: 403, Code: "device_mismatch"}, want: false},
-		{name: "ok/bad certificate", err: remote("tls: bad certificate"), want: true},
+		{name: "ok/bad certificate", err: remote("tls: bad certificate"), want: true,
+			wantMsg: "check-in refused: the device was removed or its certificate revoked (TLS alert: bad certificate); activate it again"},
 		{name: "ok/revoked", err: remote("tls: revoked certificate"), want: true},
 		{name: "ok/certificate required", err: remote("tls: certificate required"), want: true},
 		{name: "ok/401", err: fmt.Errorf("wrapped: %w", &ServerError{Status: http.StatusUnauthorized, Code: "client_certificate_unknown"}), want: true},
 		{name: "ok/403", err: &ServerError{Status: http.StatusForbidden, Code: "device_removed"}, want: true},
-		{name: "ok/401 certificate revoked", err: &ServerError{Status: http.StatusUnauthorized, Code: "certificate_revoked"}, want: true},
+		{name: "ok/401 certificate revoked", err: &ServerError{Status: http.StatusUnauthorized, Code: "certificate_revoked", Message: "the device certificate is revoked", RequestID: "1a2b"}, want: true,
+			wantMsg: "check-in refused: the device was removed or its certificate revoked (certificate_revoked, HTTP 401, request ID 1a2b); activate it again"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err, got := refusal(tt.err)
-			if got != tt.want || errors.Is(err, ErrRefused) != tt.want {
-				t.Fatalf("refusal = %v (%v), want %v", got, err, tt.want)
+			re, got := refusal("check-in", tt.err)
+			if got != tt.want || (re != nil) != tt.want {
+				t.Fatalf("refusal = %v (%v), want %v", got, re, tt.want)
 			}
-			if got && !strings.Contains(err.Error(), "removed") {
-				t.Fatalf("message %q does not say the device was removed", err)
+			if !got {
+				return
+			}
+			if !errors.Is(re, ErrRefused) || errors.Is(re, ErrNotActivated) {
+				t.Fatalf("%v: errors.Is ErrRefused %v", re, errors.Is(re, ErrRefused))
+			}
+			if !errors.Is(re, tt.err) && !errors.Is(re, errors.Unwrap(tt.err)) {
+				t.Fatalf("%v does not wrap its cause %v", re, tt.err)
+			}
+			if !strings.Contains(re.Error(), "the device was removed") {
+				t.Fatalf("message %q does not say the device was removed", re)
+			}
+			if tt.wantMsg != "" && re.Error() != tt.wantMsg {
+				t.Fatalf("message\n got %q\nwant %q", re, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestRefusedError(t *testing.T) {
+	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.FixedZone("X", 3600))
+	tests := []struct {
+		name string
+		err  *RefusedError
+		want string
+	}{
+		{
+			name: "ok/HTTP refusal",
+			err:  &RefusedError{Refusal: Refusal{Step: "check-in", Reason: reasonRemoved, Code: "certificate_revoked", Status: 401, RequestID: "1a2b"}},
+			want: "check-in refused: the device was removed or its certificate revoked (certificate_revoked, HTTP 401, request ID 1a2b); activate it again",
+		},
+		{
+			name: "ok/recorded refusal names its time",
+			err:  &RefusedError{Refusal: Refusal{At: at, Step: "acknowledgment", Reason: reasonRemoved, Code: "device_removed", Status: 403}, Recorded: true},
+			want: "acknowledgment refused at 2025-03-04T04:06:07Z: the device was removed or its certificate revoked (device_removed, HTTP 403); activate it again",
+		},
+		{
+			name: "ok/live refusal does not name its time",
+			err:  &RefusedError{Refusal: Refusal{At: at, Step: "check-in", Reason: "the Core reports the device removed"}},
+			want: "check-in refused: the Core reports the device removed; activate it again",
+		},
+		{
+			name: "ok/recorded refusal without details",
+			err:  &RefusedError{Recorded: true},
+			want: "check-in refused: the device was removed or its certificate revoked; activate it again",
+		},
+		{
+			name: "fail/a code with terminal escapes is quoted",
+			err:  &RefusedError{Refusal: Refusal{Step: "check-in", Reason: reasonRemoved, Code: "x\x1b[2J", Status: 401}},
+			want: `check-in refused: the device was removed or its certificate revoked ("x\x1b[2J", HTTP 401); activate it again`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.Error(); got != tt.want {
+				t.Fatalf("got  %q\nwant %q", got, tt.want)
+			}
+			if !errors.Is(tt.err, ErrRefused) {
+				t.Fatal("not ErrRefused")
 			}
 		})
 	}

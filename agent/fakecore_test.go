@@ -110,6 +110,7 @@ type fakeCore struct {
 	checkins   []wire.CheckinRequest
 	acks       []wire.AckRequest
 	failNext   int    // answer 503 to the next failNext check-ins
+	contacts   int    // mutual-TLS handshakes and requests seen
 	retryAfter string // Retry-After of those 503s
 	// Hooks to misbehave or observe.
 	omitCookie bool
@@ -165,6 +166,7 @@ func newFakeCore(t testing.TB) *fakeCore {
 			}
 			fc.mu.Lock()
 			defer fc.mu.Unlock()
+			fc.contacts++
 			if fc.revoked[serialOf(cs.PeerCertificates[0])] && !fc.refuseHTTP {
 				return errors.New("certificate revoked")
 			}
@@ -263,6 +265,7 @@ func (fc *fakeCore) enroll(w http.ResponseWriter, r *http.Request) {
 
 // deviceOf authenticates a mutual-TLS request.
 func (fc *fakeCore) deviceOf(w http.ResponseWriter, r *http.Request) *fakeDevice {
+	fc.contacts++
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		httpx.WriteError(w, r, errs.E(errs.Unauthenticated, "client_certificate_required", "a client certificate is required"))
 		return nil
@@ -361,6 +364,13 @@ func (fc *fakeCore) recorded() ([]wire.CheckinRequest, []wire.AckRequest) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	return append([]wire.CheckinRequest(nil), fc.checkins...), append([]wire.AckRequest(nil), fc.acks...)
+}
+
+// contacted returns the number of mutual-TLS handshakes and requests seen.
+func (fc *fakeCore) contacted() int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.contacts
 }
 
 func (fc *fakeCore) device(id string) fakeDevice {

@@ -56,9 +56,13 @@ type State struct {
 	Platform       string `json:"platform,omitempty"`
 	HardwareID     string `json:"hardware_id,omitempty"`
 	// State is the device state the Core last reported ("enrolled",
-	// "active"), or "enrolling" between the key being saved and the
-	// certificate arriving.
+	// "active"), "enrolling" between the key being saved and the
+	// certificate arriving, or "refused" once the Core refused the
+	// certificate (Refusal says how) until the device is activated again.
 	State string `json:"state,omitempty"`
+	// Refusal records the Core's refusal of the certificate, in state
+	// "refused".
+	Refusal *Refusal `json:"refusal,omitempty"`
 	// ServerTrust says what verified the Core's TLS certificate at
 	// activation: TrustCAFile, TrustSystem or TrustPool. The CA received
 	// in step 8 is trusted in every case.

@@ -234,6 +234,9 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer c.Close()
 	if ok, err := c.Activated(); !ok {
+		if errors.Is(err, agent.ErrRefused) {
+			return err // it says so, and when, without contacting the Core
+		}
 		return fmt.Errorf("%s: %w: run 'custos agent activate' again", stateDir, err)
 	}
 	if once {
@@ -287,7 +290,9 @@ func agentStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		usable = "no: " + err.Error()
 	} else {
-		if ok, err := c.Activated(); !ok {
+		if ok, err := c.Activated(); errors.Is(err, agent.ErrRefused) {
+			usable = "no: the Core refused it; run 'custos agent activate' again"
+		} else if !ok {
 			usable = "no: " + err.Error()
 		}
 		c.Close()
@@ -304,6 +309,14 @@ func agentStatus(args []string, stdout, stderr io.Writer) error {
 	row("platform", st.Platform)
 	row("hardware_id", st.HardwareID)
 	row("state", st.State)
+	if r := st.Refusal; r != nil && st.State == agent.StateRefused {
+		row("refused_at", timeString(r.At))
+		refusal := r.Reason
+		if d := r.Detail(); d != "" {
+			refusal += " (" + d + ")"
+		}
+		row("refusal", refusal)
+	}
 	if st.Simulation != nil {
 		row("simulation", st.Simulation.Platform+" (seed "+strconv.FormatUint(st.Simulation.Seed, 10)+")")
 	}
