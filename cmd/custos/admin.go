@@ -41,35 +41,35 @@ type adminVerb struct {
 
 func adminVerbs() []adminVerb {
 	return []adminVerb{
-		{"users", "list", "[--after ID] [--limit N]", "list users", usersList},
-		{"users", "get", "ID|LOGIN", "show a user", usersGet},
+		{"users", "list", "[--after ID] [--limit N]", "list users", userRes.list},
+		{"users", "get", "ID|LOGIN", "show a user", userRes.get},
 		{"users", "add", "--email E [--username U] [--name N] [--profile PROFILE-ID]", "create a local user", usersAdd},
-		{"users", "update", "ID|LOGIN [--email E] [--username U] [--name N] [--profile PROFILE-ID|'']", "change a user (--profile '' unassigns)", usersUpdate},
-		{"users", "delete", "ID|LOGIN", "remove the user's devices, then the user", usersDelete},
+		{"users", "update", "ID|LOGIN [--email E] [--username U] [--name N] [--profile PROFILE-ID|'']", "change a user (--profile '' unassigns)", userRes.update},
+		{"users", "delete", "ID|LOGIN", "remove the user's devices, then the user", userRes.delete},
 		{"users", "password", "ID|LOGIN [--password P] [--expires 720h]", "set or generate an activation password (shown once)", usersPassword},
 		{"users", "passwords", "ID|LOGIN", "list the user's activation passwords (metadata only)", usersPasswords},
 		{"users", "revoke-passwords", "ID|LOGIN", "revoke the user's unused activation passwords", usersRevokePasswords},
 		{"users", "effective-profile", "ID|LOGIN", "show the activation profile that applies to the user", usersEffectiveProfile},
-		{"groups", "list", "[--after ID] [--limit N]", "list groups", groupsList},
-		{"groups", "get", "ID", "show a group", groupsGet},
+		{"groups", "list", "[--after ID] [--limit N]", "list groups", groupRes.list},
+		{"groups", "get", "ID", "show a group", groupRes.get},
 		{"groups", "add", "--name N [--description D] [--profile PROFILE-ID]", "create a group", groupsAdd},
-		{"groups", "update", "ID [--name N] [--description D] [--profile PROFILE-ID|'']", "change a group (--profile '' unassigns)", groupsUpdate},
-		{"groups", "delete", "ID", "delete a group (its members stay)", groupsDelete},
+		{"groups", "update", "ID [--name N] [--description D] [--profile PROFILE-ID|'']", "change a group (--profile '' unassigns)", groupRes.update},
+		{"groups", "delete", "ID", "delete a group (its members stay)", groupRes.delete},
 		{"groups", "members", "ID", "list the users of a group", groupsMembers},
 		{"groups", "add-member", "ID USER-ID|LOGIN", "add a user to a group", groupsAddMember},
 		{"groups", "remove-member", "ID USER-ID|LOGIN", "remove a user from a group", groupsRemoveMember},
-		{"profiles", "list", "", "list activation profiles", profilesList},
-		{"profiles", "get", "ID", "show an activation profile", profilesGet},
+		{"profiles", "list", "", "list activation profiles", profileRes.list},
+		{"profiles", "get", "ID", "show an activation profile", profileRes.get},
 		{"profiles", "add", "--name N --type PLATFORM=TYPE... [--description D] [--rank N] [--max-devices N]", "create an activation profile", profilesAdd},
-		{"profiles", "update", "ID [--name N] [--type PLATFORM=TYPE...] [--description D] [--rank N] [--max-devices N]", "change an activation profile (--type replaces all types)", profilesUpdate},
-		{"profiles", "delete", "ID", "delete an activation profile", profilesDelete},
+		{"profiles", "update", "ID [--name N] [--type PLATFORM=TYPE...] [--description D] [--rank N] [--max-devices N]", "change an activation profile (--type replaces all types)", profileRes.update},
+		{"profiles", "delete", "ID", "delete an activation profile", profileRes.delete},
 		{"profiles", "types", "", "list activation types and their platforms", profilesTypes},
 		{"devices", "list", "[--user ID|LOGIN] [--state S] [--after ID] [--limit N]", "list devices with their user", devicesList},
 		{"devices", "get", "ID", "show a device with its inventory", devicesGet},
-		{"devices", "remove", "ID", "remove a device (its certificate is revoked)", devicesRemove},
-		{"tokens", "list", "", "list API tokens", tokensList},
+		{"devices", "remove", "ID", "remove a device (its certificate is revoked)", deviceRes.delete},
+		{"tokens", "list", "", "list API tokens", tokenRes.list},
 		{"tokens", "add", "--name N [--expires 720h]", "create an API token (shown once)", tokensAdd},
-		{"tokens", "revoke", "ID", "revoke an API token", tokensRevoke},
+		{"tokens", "revoke", "ID", "revoke an API token", tokenRes.delete},
 		{"audit", "list", "[--actor ID] [--action A] [--object ID] [--since TIME] [--before ID] [--limit N]", "show the audit trail, newest first", auditList},
 	}
 }
@@ -199,10 +199,15 @@ func (x *adminCmd) parse(args []string, n int) ([]string, error) {
 		args = rest[1:]
 	}
 	if len(pos) != n {
-		x.fs.Usage()
-		return nil, errUsage
+		return nil, x.usage()
 	}
 	return pos, nil
+}
+
+// usage prints the verb's usage and returns errUsage.
+func (x *adminCmd) usage() error {
+	x.fs.Usage()
+	return errUsage
 }
 
 // set reports whether the named flag was given.
@@ -419,44 +424,49 @@ func clean(s string) string {
 	return s
 }
 
-// list prints a listing answer.
-func (x *adminCmd) list(path string, q url.Values, cols []column, nextFlag string) error {
-	m, raw, err := x.do("GET", path, q, nil)
+// print calls the API and prints its answer: the JSON with --json, else
+// what text makes of the decoded object.
+func (x *adminCmd) print(method, path string, q url.Values, in any, text func(m map[string]any) error) error {
+	m, raw, err := x.do(method, path, q, in)
 	if err != nil {
 		return err
 	}
 	if x.json {
 		return x.printJSON(raw)
 	}
-	items, _ := m["items"].([]any)
-	tw := tabwriter.NewWriter(x.stdout, 0, 0, 2, ' ', 0)
-	heads := make([]string, len(cols))
-	for i, c := range cols {
-		heads[i] = c.head
-	}
-	fmt.Fprintln(tw, strings.Join(heads, "\t"))
-	for _, it := range items {
-		obj, _ := it.(map[string]any)
-		cells := make([]string, len(cols))
+	return text(m)
+}
+
+// list prints a listing answer.
+func (x *adminCmd) list(path string, q url.Values, cols []column, nextFlag string) error {
+	return x.print("GET", path, q, nil, func(m map[string]any) error {
+		items, _ := m["items"].([]any)
+		tw := tabwriter.NewWriter(x.stdout, 0, 0, 2, ' ', 0)
+		heads := make([]string, len(cols))
 		for i, c := range cols {
-			cells[i] = c.get(obj)
+			heads[i] = c.head
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next, _ := m["next"].(string); next != "" && nextFlag != "" {
-		fmt.Fprintf(x.stderr, "more: repeat with --%s %s\n", nextFlag, clean(next))
-	}
-	return nil
+		fmt.Fprintln(tw, strings.Join(heads, "\t"))
+		for _, it := range items {
+			obj, _ := it.(map[string]any)
+			cells := make([]string, len(cols))
+			for i, c := range cols {
+				cells[i] = c.get(obj)
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if next, _ := m["next"].(string); next != "" && nextFlag != "" {
+			fmt.Fprintf(x.stderr, "more: repeat with --%s %s\n", nextFlag, clean(next))
+		}
+		return nil
+	})
 }
 
 // show prints an object as FIELD VALUE lines, the fields of order first.
-func (x *adminCmd) show(m map[string]any, raw []byte, order ...string) error {
-	if x.json {
-		return x.printJSON(raw)
-	}
+func (x *adminCmd) show(m map[string]any, order ...string) error {
 	tw := tabwriter.NewWriter(x.stdout, 0, 0, 2, ' ', 0)
 	done := map[string]bool{}
 	for _, k := range order {
@@ -478,15 +488,6 @@ func (x *adminCmd) show(m map[string]any, raw []byte, order ...string) error {
 	return tw.Flush()
 }
 
-// get fetches and shows an object.
-func (x *adminCmd) get(path string, order ...string) error {
-	m, raw, err := x.do("GET", path, nil, nil)
-	if err != nil {
-		return err
-	}
-	return x.show(m, raw, order...)
-}
-
 // done reports a change without an answer body.
 func (x *adminCmd) done(format string, a ...any) error {
 	if x.json {
@@ -494,6 +495,15 @@ func (x *adminCmd) done(format string, a ...any) error {
 	}
 	_, err := fmt.Fprintf(x.stdout, format+"\n", a...)
 	return err
+}
+
+// change sends a request whose answer is not shown and reports it with
+// done.
+func (x *adminCmd) change(method, path string, in any, format string, a ...any) error {
+	if _, _, err := x.do(method, path, nil, in); err != nil {
+		return err
+	}
+	return x.done(format, a...)
 }
 
 var idLike = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -531,310 +541,305 @@ func addPage(q url.Values, after string, limit int) url.Values {
 	return q
 }
 
-var userCols = []column{col("ID", "id"), col("EMAIL", "email"), col("USERNAME", "username"), col("NAME", "display_name"), col("PROFILE", "activation_profile_id"), col("CREATED", "created_at")}
+// field is a flag of a verb and the key of the JSON body it sets.
+type field struct {
+	flag, key, usage string
+	define           func(fs *flag.FlagSet, name, usage string) // registers the flag
+}
 
-var userOrder = []string{"id", "email", "username", "display_name", "source", "activation_profile_id", "created_at", "updated_at"}
+func stringFlag(fs *flag.FlagSet, name, usage string) { fs.String(name, "", usage) }
+func intFlag(fs *flag.FlagSet, name, usage string)    { fs.Int(name, 0, usage) }
+func typesFlag(fs *flag.FlagSet, name, usage string)  { fs.Var(typeList{}, name, usage) }
 
-func usersList(x *adminCmd, args []string) error {
-	after, limit := pageQuery(x.flags())
+// defineFlags registers the verb's flags (with --json) and those of fields.
+func (x *adminCmd) defineFlags(fields []field) {
+	fs := x.flags()
+	for _, f := range fields {
+		f.define(fs, f.flag, f.usage)
+	}
+}
+
+// str returns the value of the named flag as text ("" for none).
+func (x *adminCmd) str(name string) string { return x.fs.Lookup(name).Value.String() }
+
+// addArgs registers the flags of fields, parses the arguments of a verb
+// without positional ones and checks that the required flags are not empty.
+func (x *adminCmd) addArgs(fields []field, args []string, required ...string) error {
+	x.defineFlags(fields)
 	if _, err := x.parse(args, 0); err != nil {
 		return err
 	}
-	return x.list("/users", addPage(url.Values{}, *after, *limit), userCols, "after")
+	for _, name := range required {
+		if x.str(name) == "" {
+			return x.usage()
+		}
+	}
+	return nil
 }
 
-func usersGet(x *adminCmd, args []string) error {
+// given is the JSON body of the fields whose flags were given.
+func (x *adminCmd) given(fields []field) map[string]any {
+	in := map[string]any{}
+	for _, f := range fields {
+		if x.set(f.flag) {
+			in[f.key] = x.fs.Lookup(f.flag).Value.(flag.Getter).Get()
+		}
+	}
+	return in
+}
+
+// nonEmpty is the JSON body of the (text) fields whose flags are not empty.
+func (x *adminCmd) nonEmpty(fields []field) map[string]any {
+	in := map[string]any{}
+	for _, f := range fields {
+		if v := x.str(f.flag); v != "" {
+			in[f.key] = v
+		}
+	}
+	return in
+}
+
+// adminResource is a collection of the API and what its shared verbs
+// (list, get, update, delete) need to know of it.
+type adminResource struct {
+	path    string   // of the collection, e.g. "/users"
+	deleted string   // what delete says, a format of the ID
+	paged   bool     // list takes --after and --limit
+	cols    []column // of list
+	order   []string // the fields that get, add and update show first
+	fields  []field  // the flags of add and update
+	// resolve, when set, turns an ID argument into an ID (a user's login).
+	resolve func(x *adminCmd, arg string) (string, error)
+}
+
+// at is the path of the object id.
+func (r *adminResource) at(id string) string { return r.path + seg(id) }
+
+// id resolves an ID argument.
+func (r *adminResource) id(x *adminCmd, arg string) (string, error) {
+	if r.resolve == nil {
+		return arg, nil
+	}
+	return r.resolve(x, arg)
+}
+
+// idArg parses the arguments of a verb on one object and returns its ID.
+func (x *adminCmd) idArg(r *adminResource, args []string) (string, error) {
+	pos, err := x.parse(args, 1)
+	if err != nil {
+		return "", err
+	}
+	return r.id(x, pos[0])
+}
+
+// send sends in to path and shows the object answered.
+func (r *adminResource) send(x *adminCmd, method, path string, in any) error {
+	return x.print(method, path, nil, in, func(m map[string]any) error { return x.show(m, r.order...) })
+}
+
+// list is "<resource> list".
+func (r *adminResource) list(x *adminCmd, args []string) error { return r.listBy(x, args, nil) }
+
+// listBy lists r; filter, when set, adds the verb's own flags (registered
+// before) to the query.
+func (r *adminResource) listBy(x *adminCmd, args []string, filter func(q url.Values) error) error {
+	fs := x.fs
+	if fs == nil {
+		fs = x.flags()
+	}
+	var after *string
+	var limit *int
+	if r.paged {
+		after, limit = pageQuery(fs)
+	}
+	if _, err := x.parse(args, 0); err != nil {
+		return err
+	}
+	q, next := url.Values{}, ""
+	if r.paged {
+		q, next = addPage(q, *after, *limit), "after"
+	}
+	if filter != nil {
+		if err := filter(q); err != nil {
+			return err
+		}
+	}
+	return x.list(r.path, q, r.cols, next)
+}
+
+// get is "<resource> get ID".
+func (r *adminResource) get(x *adminCmd, args []string) error {
+	id, err := x.idArg(r, args)
+	if err != nil {
+		return err
+	}
+	return r.send(x, "GET", r.at(id), nil)
+}
+
+// update is "<resource> update ID": a PATCH of the fields given.
+func (r *adminResource) update(x *adminCmd, args []string) error {
+	x.defineFlags(r.fields)
 	pos, err := x.parse(args, 1)
 	if err != nil {
 		return err
 	}
-	id, err := x.userID(pos[0])
+	in := x.given(r.fields)
+	if len(in) == 0 {
+		names := make([]string, len(r.fields))
+		for i, f := range r.fields {
+			names[i] = "--" + f.flag
+		}
+		last := len(names) - 1
+		return errors.New("nothing to change: pass " + strings.Join(names[:last], ", ") + " or " + names[last])
+	}
+	id, err := r.id(x, pos[0])
 	if err != nil {
 		return err
 	}
-	return x.get("/users"+seg(id), userOrder...)
+	return r.send(x, "PATCH", r.at(id), in)
 }
 
-// userFlags registers the flags of users add/update.
-func userFlags(fs *flag.FlagSet) (email, username, name, profile *string) {
-	return fs.String("email", "", "email address"), fs.String("username", "", "username (a-z 0-9 . _ -)"),
-		fs.String("name", "", "display name"), fs.String("profile", "", "activation profile ID to assign")
+// delete is "<resource> delete ID" (or remove, revoke).
+func (r *adminResource) delete(x *adminCmd, args []string) error {
+	id, err := x.idArg(r, args)
+	if err != nil {
+		return err
+	}
+	shown := id // as resolved
+	if r.resolve == nil {
+		shown = clean(id) // as typed
+	}
+	return x.change("DELETE", r.at(id), nil, r.deleted, shown)
+}
+
+var userRes = &adminResource{
+	path: "/users", deleted: "deleted user %s", paged: true,
+	cols:  []column{col("ID", "id"), col("EMAIL", "email"), col("USERNAME", "username"), col("NAME", "display_name"), col("PROFILE", "activation_profile_id"), col("CREATED", "created_at")},
+	order: []string{"id", "email", "username", "display_name", "source", "activation_profile_id", "created_at", "updated_at"},
+	fields: []field{
+		{"email", "email", "email address", stringFlag},
+		{"username", "username", "username (a-z 0-9 . _ -)", stringFlag},
+		{"name", "display_name", "display name", stringFlag},
+		{"profile", "activation_profile_id", "activation profile ID to assign", stringFlag},
+	},
+	resolve: (*adminCmd).userID,
 }
 
 func usersAdd(x *adminCmd, args []string) error {
-	email, username, name, profile := userFlags(x.flags())
-	if _, err := x.parse(args, 0); err != nil {
+	if err := x.addArgs(userRes.fields, args, "email"); err != nil {
 		return err
 	}
-	if *email == "" {
-		x.fs.Usage()
-		return errUsage
-	}
-	in := map[string]any{"email": *email}
-	for k, v := range map[string]string{"username": *username, "display_name": *name, "activation_profile_id": *profile} {
-		if v != "" {
-			in[k] = v
-		}
-	}
-	m, raw, err := x.do("POST", "/users", nil, in)
-	if err != nil {
-		return err
-	}
-	return x.show(m, raw, userOrder...)
+	return userRes.send(x, "POST", userRes.path, x.nonEmpty(userRes.fields))
 }
 
-func usersUpdate(x *adminCmd, args []string) error {
-	email, username, name, profile := userFlags(x.flags())
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	in := map[string]any{}
-	for flagName, f := range map[string]struct {
-		key string
-		v   *string
-	}{"email": {"email", email}, "username": {"username", username}, "name": {"display_name", name}, "profile": {"activation_profile_id", profile}} {
-		if x.set(flagName) {
-			in[f.key] = *f.v
-		}
-	}
-	if len(in) == 0 {
-		return errors.New("nothing to change: pass --email, --username, --name or --profile")
-	}
-	id, err := x.userID(pos[0])
-	if err != nil {
-		return err
-	}
-	m, raw, err := x.do("PATCH", "/users"+seg(id), nil, in)
-	if err != nil {
-		return err
-	}
-	return x.show(m, raw, userOrder...)
-}
-
-func usersDelete(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	id, err := x.userID(pos[0])
-	if err != nil {
-		return err
-	}
-	if _, _, err := x.do("DELETE", "/users"+seg(id), nil, nil); err != nil {
-		return err
-	}
-	return x.done("deleted user %s", id)
+var passwordFields = []field{
+	{"password", "password", "the activation password (default: generate one)", stringFlag},
+	{"expires", "expires_in", "validity as a Go duration, e.g. 720h (default 720h)", stringFlag},
 }
 
 func usersPassword(x *adminCmd, args []string) error {
-	fs := x.flags()
-	password := fs.String("password", "", "the activation password (default: generate one)")
-	expires := fs.String("expires", "", "validity as a Go duration, e.g. 720h (default 720h)")
-	pos, err := x.parse(args, 1)
+	x.defineFlags(passwordFields)
+	id, err := x.idArg(userRes, args)
 	if err != nil {
 		return err
 	}
-	id, err := x.userID(pos[0])
-	if err != nil {
+	return x.print("POST", userRes.at(id)+"/activation-passwords", nil, x.nonEmpty(passwordFields), func(m map[string]any) error {
+		_, err := fmt.Fprintf(x.stdout, "activation password: %s\nexpires:             %s\nIt is shown only this once.\n", cell(m["password"]), cell(m["expires_at"]))
 		return err
-	}
-	in := map[string]any{}
-	if *password != "" {
-		in["password"] = *password
-	}
-	if *expires != "" {
-		in["expires_in"] = *expires
-	}
-	m, raw, err := x.do("POST", "/users"+seg(id)+"/activation-passwords", nil, in)
-	if err != nil {
-		return err
-	}
-	if x.json {
-		return x.printJSON(raw)
-	}
-	_, err = fmt.Fprintf(x.stdout, "activation password: %s\nexpires:             %s\nIt is shown only this once.\n", cell(m["password"]), cell(m["expires_at"]))
-	return err
+	})
 }
 
 func usersPasswords(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
+	id, err := x.idArg(userRes, args)
 	if err != nil {
 		return err
 	}
-	id, err := x.userID(pos[0])
-	if err != nil {
-		return err
-	}
-	return x.list("/users"+seg(id)+"/activation-passwords", nil, []column{
+	return x.list(userRes.at(id)+"/activation-passwords", nil, []column{
 		col("ID", "id"), col("CREATED", "created_at"), col("EXPIRES", "expires_at"), col("USED", "used_at"),
 		col("DEVICE", "device_id"), col("REVOKED", "revoked_at"), col("CREATED BY", "created_by"),
 	}, "")
 }
 
 func usersRevokePasswords(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
+	id, err := x.idArg(userRes, args)
 	if err != nil {
 		return err
 	}
-	id, err := x.userID(pos[0])
-	if err != nil {
-		return err
-	}
-	m, raw, err := x.do("DELETE", "/users"+seg(id)+"/activation-passwords", nil, nil)
-	if err != nil {
-		return err
-	}
-	if x.json {
-		return x.printJSON(raw)
-	}
-	return x.done("revoked %s activation password(s)", cell(m["revoked"]))
+	return x.print("DELETE", userRes.at(id)+"/activation-passwords", nil, nil, func(m map[string]any) error {
+		return x.done("revoked %s activation password(s)", cell(m["revoked"]))
+	})
 }
 
 func usersEffectiveProfile(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
+	id, err := x.idArg(userRes, args)
 	if err != nil {
 		return err
 	}
-	id, err := x.userID(pos[0])
-	if err != nil {
-		return err
-	}
-	m, raw, err := x.do("GET", "/users"+seg(id)+"/effective-profile", nil, nil)
-	if err != nil {
-		return err
-	}
-	if x.json {
-		return x.printJSON(raw)
-	}
-	p, _ := m["profile"].(map[string]any)
-	if p == nil {
-		p = map[string]any{}
-	}
-	p["source"] = m["source"]
-	return x.show(p, nil, append([]string{"source"}, profileOrder...)...)
+	return x.print("GET", userRes.at(id)+"/effective-profile", nil, nil, func(m map[string]any) error {
+		p, _ := m["profile"].(map[string]any)
+		if p == nil {
+			p = map[string]any{}
+		}
+		p["source"] = m["source"]
+		return x.show(p, append([]string{"source"}, profileRes.order...)...)
+	})
 }
 
-var groupCols = []column{col("ID", "id"), col("NAME", "name"), col("PROFILE", "activation_profile_id"), col("DESCRIPTION", "description")}
-
-var groupOrder = []string{"id", "name", "description", "activation_profile_id", "created_at", "updated_at"}
-
-func groupsList(x *adminCmd, args []string) error {
-	after, limit := pageQuery(x.flags())
-	if _, err := x.parse(args, 0); err != nil {
-		return err
-	}
-	return x.list("/groups", addPage(url.Values{}, *after, *limit), groupCols, "after")
-}
-
-func groupsGet(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	return x.get("/groups"+seg(pos[0]), groupOrder...)
-}
-
-func groupFlags(fs *flag.FlagSet) (name, desc, profile *string) {
-	return fs.String("name", "", "group name"), fs.String("description", "", "description"), fs.String("profile", "", "activation profile ID to assign")
+var groupRes = &adminResource{
+	path: "/groups", deleted: "deleted group %s", paged: true,
+	cols:  []column{col("ID", "id"), col("NAME", "name"), col("PROFILE", "activation_profile_id"), col("DESCRIPTION", "description")},
+	order: []string{"id", "name", "description", "activation_profile_id", "created_at", "updated_at"},
+	fields: []field{
+		{"name", "name", "group name", stringFlag},
+		{"description", "description", "description", stringFlag},
+		{"profile", "activation_profile_id", "activation profile ID to assign", stringFlag},
+	},
 }
 
 func groupsAdd(x *adminCmd, args []string) error {
-	name, desc, profile := groupFlags(x.flags())
-	if _, err := x.parse(args, 0); err != nil {
+	if err := x.addArgs(groupRes.fields, args, "name"); err != nil {
 		return err
 	}
-	if *name == "" {
-		x.fs.Usage()
-		return errUsage
+	in := map[string]any{"name": x.str("name"), "description": x.str("description")}
+	if p := x.str("profile"); p != "" {
+		in["activation_profile_id"] = p
 	}
-	in := map[string]any{"name": *name, "description": *desc}
-	if *profile != "" {
-		in["activation_profile_id"] = *profile
-	}
-	m, raw, err := x.do("POST", "/groups", nil, in)
-	if err != nil {
-		return err
-	}
-	return x.show(m, raw, groupOrder...)
-}
-
-func groupsUpdate(x *adminCmd, args []string) error {
-	name, desc, profile := groupFlags(x.flags())
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	in := map[string]any{}
-	if x.set("name") {
-		in["name"] = *name
-	}
-	if x.set("description") {
-		in["description"] = *desc
-	}
-	if x.set("profile") {
-		in["activation_profile_id"] = *profile
-	}
-	if len(in) == 0 {
-		return errors.New("nothing to change: pass --name, --description or --profile")
-	}
-	m, raw, err := x.do("PATCH", "/groups"+seg(pos[0]), nil, in)
-	if err != nil {
-		return err
-	}
-	return x.show(m, raw, groupOrder...)
-}
-
-func groupsDelete(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	if _, _, err := x.do("DELETE", "/groups"+seg(pos[0]), nil, nil); err != nil {
-		return err
-	}
-	return x.done("deleted group %s", clean(pos[0]))
+	return groupRes.send(x, "POST", groupRes.path, in)
 }
 
 func groupsMembers(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
+	id, err := x.idArg(groupRes, args)
 	if err != nil {
 		return err
 	}
-	return x.list("/groups"+seg(pos[0])+"/members", nil, userCols, "")
+	return x.list(groupRes.at(id)+"/members", nil, userRes.cols, "")
+}
+
+// member parses the "ID USER-ID|LOGIN" of a groups verb.
+func (x *adminCmd) member(args []string) (group, user string, err error) {
+	pos, err := x.parse(args, 2)
+	if err != nil {
+		return "", "", err
+	}
+	user, err = x.userID(pos[1])
+	return pos[0], user, err
 }
 
 func groupsAddMember(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 2)
+	gid, uid, err := x.member(args)
 	if err != nil {
 		return err
 	}
-	uid, err := x.userID(pos[1])
-	if err != nil {
-		return err
-	}
-	if _, _, err := x.do("POST", "/groups"+seg(pos[0])+"/members", nil, map[string]any{"user_id": uid}); err != nil {
-		return err
-	}
-	return x.done("added user %s to group %s", uid, clean(pos[0]))
+	return x.change("POST", groupRes.at(gid)+"/members", map[string]any{"user_id": uid}, "added user %s to group %s", uid, clean(gid))
 }
 
 func groupsRemoveMember(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 2)
+	gid, uid, err := x.member(args)
 	if err != nil {
 		return err
 	}
-	uid, err := x.userID(pos[1])
-	if err != nil {
-		return err
-	}
-	if _, _, err := x.do("DELETE", "/groups"+seg(pos[0])+"/members"+seg(uid), nil, nil); err != nil {
-		return err
-	}
-	return x.done("removed user %s from group %s", uid, clean(pos[0]))
+	return x.change("DELETE", groupRes.at(gid)+"/members"+seg(uid), nil, "removed user %s from group %s", uid, clean(gid))
 }
-
-var profileOrder = []string{"id", "name", "description", "rank", "max_devices", "types", "created_at", "updated_at"}
 
 // typesCell renders a profile's platform → type map, sorted.
 func typesCell(m map[string]any) string {
@@ -847,27 +852,20 @@ func typesCell(m map[string]any) string {
 	return strings.Join(parts, ",")
 }
 
-func profilesList(x *adminCmd, args []string) error {
-	if _, err := x.parse(args, 0); err != nil {
-		return err
-	}
-	return x.list("/activation-profiles", nil, []column{
-		col("ID", "id"), col("NAME", "name"), col("RANK", "rank"), col("MAX DEVICES", "max_devices"), {"TYPES", typesCell},
-	}, "")
-}
-
-func profilesGet(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	return x.get("/activation-profiles"+seg(pos[0]), profileOrder...)
-}
-
 // typeList collects repeated --type PLATFORM=TYPE flags.
 type typeList map[string]string
 
-func (t typeList) String() string { return "" }
+// String is the types given, sorted ("" for none).
+func (t typeList) String() string {
+	var parts []string
+	for p, ty := range t {
+		parts = append(parts, p+"="+ty)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (t typeList) Get() any { return map[string]string(t) }
 
 func (t typeList) Set(v string) error {
 	p, ty, ok := strings.Cut(v, "=")
@@ -878,76 +876,24 @@ func (t typeList) Set(v string) error {
 	return nil
 }
 
-func profileFlags(fs *flag.FlagSet) (name, desc *string, rank, maxDevices *int, types typeList) {
-	types = typeList{}
-	fs.Var(types, "type", "PLATFORM=TYPE, repeatable (see 'profiles types')")
-	return fs.String("name", "", "profile name"), fs.String("description", "", "description"),
-		fs.Int("rank", 0, "rank: the lowest wins among a user's groups (default 100)"),
-		fs.Int("max-devices", 0, "devices per user (default 10)"), types
-}
-
-func profileBody(x *adminCmd, name, desc *string, rank, maxDevices *int, types typeList) map[string]any {
-	in := map[string]any{}
-	if x.set("name") {
-		in["name"] = *name
-	}
-	if x.set("description") {
-		in["description"] = *desc
-	}
-	if x.set("rank") {
-		in["rank"] = *rank
-	}
-	if x.set("max-devices") {
-		in["max_devices"] = *maxDevices
-	}
-	if x.set("type") {
-		in["types"] = map[string]string(types)
-	}
-	return in
+var profileRes = &adminResource{
+	path: "/activation-profiles", deleted: "deleted activation profile %s",
+	cols:  []column{col("ID", "id"), col("NAME", "name"), col("RANK", "rank"), col("MAX DEVICES", "max_devices"), {"TYPES", typesCell}},
+	order: []string{"id", "name", "description", "rank", "max_devices", "types", "created_at", "updated_at"},
+	fields: []field{
+		{"name", "name", "profile name", stringFlag},
+		{"description", "description", "description", stringFlag},
+		{"rank", "rank", "rank: the lowest wins among a user's groups (default 100)", intFlag},
+		{"max-devices", "max_devices", "devices per user (default 10)", intFlag},
+		{"type", "types", "PLATFORM=TYPE, repeatable (see 'profiles types')", typesFlag},
+	},
 }
 
 func profilesAdd(x *adminCmd, args []string) error {
-	name, desc, rank, maxDevices, types := profileFlags(x.flags())
-	if _, err := x.parse(args, 0); err != nil {
+	if err := x.addArgs(profileRes.fields, args, "name", "type"); err != nil {
 		return err
 	}
-	if *name == "" || len(types) == 0 {
-		x.fs.Usage()
-		return errUsage
-	}
-	m, raw, err := x.do("POST", "/activation-profiles", nil, profileBody(x, name, desc, rank, maxDevices, types))
-	if err != nil {
-		return err
-	}
-	return x.show(m, raw, profileOrder...)
-}
-
-func profilesUpdate(x *adminCmd, args []string) error {
-	name, desc, rank, maxDevices, types := profileFlags(x.flags())
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	in := profileBody(x, name, desc, rank, maxDevices, types)
-	if len(in) == 0 {
-		return errors.New("nothing to change: pass --name, --description, --rank, --max-devices or --type")
-	}
-	m, raw, err := x.do("PATCH", "/activation-profiles"+seg(pos[0]), nil, in)
-	if err != nil {
-		return err
-	}
-	return x.show(m, raw, profileOrder...)
-}
-
-func profilesDelete(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	if _, _, err := x.do("DELETE", "/activation-profiles"+seg(pos[0]), nil, nil); err != nil {
-		return err
-	}
-	return x.done("deleted activation profile %s", clean(pos[0]))
+	return profileRes.send(x, "POST", profileRes.path, x.given(profileRes.fields))
 }
 
 func profilesTypes(x *adminCmd, args []string) error {
@@ -967,48 +913,47 @@ func profilesTypes(x *adminCmd, args []string) error {
 	}, "")
 }
 
-var deviceOrder = []string{"id", "name", "state", "user_id", "user_email", "platform", "os_version", "model", "hardware_id", "activation_type", "activation_profile_id", "cert_serial", "config_version", "created_at", "enrolled_at", "activated_at", "last_seen_at", "removed_at"}
+var deviceRes = &adminResource{
+	path: "/devices", deleted: "removed device %s; its certificate is revoked", paged: true,
+	cols: []column{
+		col("ID", "id"), col("USER", "user_email"), col("PLATFORM", "platform"), col("STATE", "state"),
+		col("NAME", "name"), col("MODEL", "model"), col("OS", "os_version"), col("LAST SEEN", "last_seen_at"),
+	},
+	order: []string{"id", "name", "state", "user_id", "user_email", "platform", "os_version", "model", "hardware_id", "activation_type", "activation_profile_id", "cert_serial", "config_version", "created_at", "enrolled_at", "activated_at", "last_seen_at", "removed_at"},
+}
 
 func devicesList(x *adminCmd, args []string) error {
 	fs := x.flags()
-	after, limit := pageQuery(fs)
 	userArg := fs.String("user", "", "only this user's devices (ID or login)")
 	state := fs.String("state", "", "only devices in this state: activating, enrolled, active, removed")
-	if _, err := x.parse(args, 0); err != nil {
-		return err
-	}
-	q := addPage(url.Values{}, *after, *limit)
-	if *userArg != "" {
-		id, err := x.userID(*userArg)
-		if err != nil {
-			return err
+	return deviceRes.listBy(x, args, func(q url.Values) error {
+		if *userArg != "" {
+			id, err := x.userID(*userArg)
+			if err != nil {
+				return err
+			}
+			q.Set("user", id)
 		}
-		q.Set("user", id)
-	}
-	if *state != "" {
-		q.Set("state", *state)
-	}
-	return x.list("/devices", q, []column{
-		col("ID", "id"), col("USER", "user_email"), col("PLATFORM", "platform"), col("STATE", "state"),
-		col("NAME", "name"), col("MODEL", "model"), col("OS", "os_version"), col("LAST SEEN", "last_seen_at"),
-	}, "after")
+		if *state != "" {
+			q.Set("state", *state)
+		}
+		return nil
+	})
 }
 
 func devicesGet(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
+	id, err := x.idArg(deviceRes, args)
 	if err != nil {
 		return err
 	}
-	m, raw, err := x.do("GET", "/devices"+seg(pos[0]), nil, nil)
-	if err != nil {
-		return err
-	}
-	if x.json {
-		return x.printJSON(raw)
-	}
+	return x.print("GET", deviceRes.at(id), nil, nil, x.showDevice)
+}
+
+// showDevice prints a device and its inventory.
+func (x *adminCmd) showDevice(m map[string]any) error {
 	inv, _ := m["inventory"].(map[string]any)
 	delete(m, "inventory")
-	if err := x.show(m, nil, deviceOrder...); err != nil {
+	if err := x.show(m, deviceRes.order...); err != nil {
 		return err
 	}
 	if inv == nil {
@@ -1017,7 +962,7 @@ func devicesGet(x *adminCmd, args []string) error {
 	}
 	fmt.Fprintf(x.stdout, "\ninventory reported at %s:\n", cell(inv["reported_at"]))
 	if info, _ := inv["info"].(map[string]any); len(info) > 0 {
-		if err := x.show(info, nil, "hostname", "manufacturer", "model", "serial_number", "os_name", "os_version", "kernel", "arch"); err != nil {
+		if err := x.show(info, "hostname", "manufacturer", "model", "serial_number", "os_name", "os_version", "kernel", "arch"); err != nil {
 			return err
 		}
 	}
@@ -1032,66 +977,30 @@ func devicesGet(x *adminCmd, args []string) error {
 	return tw.Flush()
 }
 
-func devicesRemove(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	if _, _, err := x.do("DELETE", "/devices"+seg(pos[0]), nil, nil); err != nil {
-		return err
-	}
-	return x.done("removed device %s; its certificate is revoked", clean(pos[0]))
-}
-
-func tokensList(x *adminCmd, args []string) error {
-	if _, err := x.parse(args, 0); err != nil {
-		return err
-	}
-	return x.list("/tokens", nil, []column{
+var tokenRes = &adminResource{
+	path: "/tokens", deleted: "revoked token %s",
+	cols: []column{
 		col("ID", "id"), col("NAME", "name"), col("ADMIN", "admin_id"), col("CREATED", "created_at"),
 		col("EXPIRES", "expires_at"), col("LAST USED", "last_used_at"), col("REVOKED", "revoked_at"),
-	}, "")
+	},
+	fields: []field{
+		{"name", "name", "a name that says where the token is used", stringFlag},
+		{"expires", "expires_in", "validity as a Go duration, e.g. 720h (default: no expiry)", stringFlag},
+	},
 }
 
 func tokensAdd(x *adminCmd, args []string) error {
-	fs := x.flags()
-	name := fs.String("name", "", "a name that says where the token is used")
-	expires := fs.String("expires", "", "validity as a Go duration, e.g. 720h (default: no expiry)")
-	if _, err := x.parse(args, 0); err != nil {
+	if err := x.addArgs(tokenRes.fields, args, "name"); err != nil {
 		return err
 	}
-	if *name == "" {
-		x.fs.Usage()
-		return errUsage
-	}
-	in := map[string]any{"name": *name}
-	if *expires != "" {
-		in["expires_in"] = *expires
-	}
-	m, raw, err := x.do("POST", "/tokens", nil, in)
-	if err != nil {
+	return x.print("POST", tokenRes.path, nil, x.nonEmpty(tokenRes.fields), func(m map[string]any) error {
+		exp := cell(m["expires_at"])
+		if exp == "" {
+			exp = "never"
+		}
+		_, err := fmt.Fprintf(x.stdout, "token:   %s\nid:      %s\nexpires: %s\nIt is shown only this once.\n", cell(m["token"]), cell(m["id"]), exp)
 		return err
-	}
-	if x.json {
-		return x.printJSON(raw)
-	}
-	exp := cell(m["expires_at"])
-	if exp == "" {
-		exp = "never"
-	}
-	_, err = fmt.Fprintf(x.stdout, "token:   %s\nid:      %s\nexpires: %s\nIt is shown only this once.\n", cell(m["token"]), cell(m["id"]), exp)
-	return err
-}
-
-func tokensRevoke(x *adminCmd, args []string) error {
-	pos, err := x.parse(args, 1)
-	if err != nil {
-		return err
-	}
-	if _, _, err := x.do("DELETE", "/tokens"+seg(pos[0]), nil, nil); err != nil {
-		return err
-	}
-	return x.done("revoked token %s", clean(pos[0]))
+	})
 }
 
 func auditList(x *adminCmd, args []string) error {

@@ -259,3 +259,156 @@ func TestAdminCLIUsageAndConfig(t *testing.T) {
 		t.Errorf("--token-file: %v", err)
 	}
 }
+
+// TestAdminCLIVerbs covers the verbs every resource shares: get, update,
+// delete (in text and JSON) and the paged lists, with their messages.
+func TestAdminCLIVerbs(t *testing.T) {
+	e := apitest.New(t, sqltest.Backends(t)[0], false)
+	a := newAdminRun(t, e)
+	const unknown = "0190a000-0000-7000-8000-000000000001"
+
+	uid := a.json("users", "add", "--email", "dora@example.com", "--username", "dora")["id"].(string)
+	a.ok("users", "add", "--email", "eve@example.com")
+	gid := a.json("groups", "add", "--name", "G1", "--description", "first")["id"].(string)
+	a.ok("groups", "add", "--name", "G2")
+	pid := a.json("profiles", "add", "--name", "P1", "--type", "linux=mdm_controls")["id"].(string)
+
+	for _, c := range []struct {
+		resource, id, login, first, second string // first, second: the first two fields shown
+		code                               string // of an unknown ID
+		deleted                            string // what delete says
+		nothing                            string // what update without flags says
+	}{
+		{"users", uid, "dora", "id", "email", "user_not_found", "deleted user " + uid, "nothing to change: pass --email, --username, --name or --profile"},
+		{"groups", gid, "", "id", "name", "group_not_found", "deleted group " + gid, "nothing to change: pass --name, --description or --profile"},
+		{"profiles", pid, "", "id", "name", "profile_not_found", "deleted activation profile " + pid, "nothing to change: pass --name, --description, --rank, --max-devices or --type"},
+	} {
+		t.Run(c.resource, func(t *testing.T) {
+			a := newAdminRun(t, e)
+			out := a.ok(c.resource, "get", c.id)
+			lines := strings.Split(out, "\n")
+			if len(lines) < 3 || !regexp.MustCompile(`^`+c.first+`:\s+`+c.id+`$`).MatchString(lines[0]) || !strings.HasPrefix(lines[1], c.second+":") {
+				t.Errorf("get:\n%s", out)
+			}
+			if m := a.json(c.resource, "get", c.id); m["id"] != c.id {
+				t.Errorf("get --json: %v", m)
+			}
+			if c.login != "" {
+				if m := a.json(c.resource, "get", c.login); m["id"] != c.id {
+					t.Errorf("get by login: %v", m)
+				}
+			}
+			_, _, err := a.run(c.resource, "get", unknown)
+			apiErr(t, err, c.code)
+			if _, _, err := a.run(c.resource, "get"); err != errUsage {
+				t.Errorf("get without ID: %v", err)
+			}
+			if _, _, err := a.run(c.resource, "update", c.id); err == nil || err.Error() != c.nothing {
+				t.Errorf("update without flags: %v", err)
+			}
+			// The flags are checked before the ID is looked up.
+			if _, _, err := a.run(c.resource, "update", "nobody"); err == nil || err.Error() != c.nothing {
+				t.Errorf("update of nobody without flags: %v", err)
+			}
+			if m := a.json(c.resource, "update", c.id, "--name", "Renamed"); m["id"] != c.id {
+				t.Errorf("update --json: %v", m)
+			}
+			_, _, err = a.run(c.resource, "update", unknown, "--name", "x")
+			apiErr(t, err, c.code)
+			del := c.id
+			if c.login != "" {
+				del = c.login
+			}
+			if out := a.ok(c.resource, "delete", del); out != c.deleted+"\n" {
+				t.Errorf("delete: %q, want %q", out, c.deleted)
+			}
+			_, _, err = a.run(c.resource, "get", c.id)
+			apiErr(t, err, c.code)
+			_, _, err = a.run(c.resource, "delete", c.id)
+			apiErr(t, err, c.code)
+		})
+	}
+	if _, _, err := a.run("users", "delete", "dora"); err == nil || err.Error() != "no user has the login dora" {
+		t.Errorf("delete of an unknown login: %v", err)
+	}
+	// --json: a delete prints nothing.
+	if out := a.ok("groups", "delete", a.json("groups", "add", "--name", "G3")["id"].(string), "--json"); out != "" {
+		t.Errorf("delete --json: %q", out)
+	}
+	if out := a.ok("users", "delete", "eve", "--json"); out != "" {
+		t.Errorf("users delete --json: %q", out)
+	}
+
+	// Devices and tokens: get, remove, revoke.
+	fay := a.json("users", "add", "--email", "fay@example.com")["id"].(string)
+	pw := passwordLine.FindStringSubmatch(a.ok("users", "password", "--", fay))
+	if pw == nil {
+		t.Fatal("no password")
+	}
+	dev := e.EnrollDevice(t, "fay@example.com", pw[1], "hw-fay", "fay-laptop")
+	if out := a.ok("devices", "get", dev); !strings.HasPrefix(out, "id:") || !strings.Contains(out, "fay-laptop") || !strings.HasSuffix(out, "\ninventory: none reported yet\n") {
+		t.Errorf("devices get:\n%s", out)
+	}
+	if m := a.json("devices", "get", dev); m["id"] != dev {
+		t.Errorf("devices get --json: %v", m)
+	}
+	_, _, err := a.run("devices", "get", unknown)
+	apiErr(t, err, "device_not_found")
+	if out := a.ok("devices", "remove", dev); out != "removed device "+dev+"; its certificate is revoked\n" {
+		t.Errorf("devices remove: %q", out)
+	}
+	_, _, err = a.run("devices", "remove", dev)
+	apiErr(t, err, "device_not_found")
+	if m := a.json("devices", "get", dev); m["state"] != "removed" {
+		t.Errorf("removed device: %v", m)
+	}
+	tid := regexp.MustCompile(`id:\s+(\S+)`).FindStringSubmatch(a.ok("tokens", "add", "--name", "t1"))[1]
+	if out := a.ok("tokens", "revoke", tid); out != "revoked token "+tid+"\n" {
+		t.Errorf("tokens revoke: %q", out)
+	}
+	_, _, err = a.run("tokens", "revoke", tid)
+	apiErr(t, err, "token_not_found")
+
+	// Paged lists say how to go on; the others take no paging flags.
+	a.ok("groups", "add", "--name", "G4")
+	for _, r := range []string{"users", "groups", "devices"} {
+		out, stderr, err := a.run(r, "list", "--limit", "1")
+		if err != nil || strings.Count(out, "\n") != 2 || !regexp.MustCompile(`^more: repeat with --after \S+\n$`).MatchString(stderr) {
+			t.Errorf("%s list --limit 1: %v\n%s%s", r, err, out, stderr)
+		}
+	}
+	for _, r := range []string{"profiles", "tokens"} {
+		if _, _, err := a.run(r, "list", "--limit", "1"); err != errUsage {
+			t.Errorf("%s list --limit: %v", r, err)
+		}
+	}
+
+	// Missing required flags, unknown flags: the verb's usage.
+	for _, c := range [][]string{{"users", "add"}, {"groups", "add"}, {"profiles", "add", "--name", "x"}, {"tokens", "add"}, {"users", "get", "a", "b"}} {
+		if _, stderr, err := a.run(c...); err != errUsage || !strings.HasPrefix(stderr, "usage: custos admin "+c[0]+" "+c[1]+" ") {
+			t.Errorf("%v: %v\n%s", c, err, stderr)
+		}
+	}
+	for verb, flags := range map[string][]string{
+		"users list":      {"after", "limit", "json"},
+		"users add":       {"email", "username", "name", "profile", "json"},
+		"users update":    {"email", "username", "name", "profile", "json"},
+		"groups add":      {"name", "description", "profile", "json"},
+		"groups update":   {"name", "description", "profile", "json"},
+		"profiles add":    {"name", "description", "rank", "max-devices", "type", "json"},
+		"profiles update": {"name", "description", "rank", "max-devices", "type", "json"},
+		"devices list":    {"after", "limit", "user", "state", "json"},
+		"devices get":     {"json"},
+		"tokens list":     {"json"},
+	} {
+		_, stderr, _ := a.run(append(strings.Fields(verb), "--bogus")...)
+		if got := regexp.MustCompile(`(?m)^  -(\S+)`).FindAllStringSubmatch(stderr, -1); len(got) != len(flags) {
+			t.Errorf("%s flags:\n%s", verb, stderr)
+		}
+		for _, f := range flags {
+			if !strings.Contains(stderr, "\n  -"+f+" ") && !strings.Contains(stderr, "\n  -"+f+"\n") {
+				t.Errorf("%s lacks --%s:\n%s", verb, f, stderr)
+			}
+		}
+	}
+}
