@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"github.com/custos-uem/custos/id"
+	"github.com/custos-uem/custos/storetest"
 	"reflect"
 	"sync"
 	"testing"
@@ -35,35 +36,26 @@ type Stores interface {
 // Run runs the suite; open must return empty stores of their own for each
 // call (the subtests run in parallel).
 func Run(t *testing.T, open func(t *testing.T) Stores) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, Stores)
-	}{
-		{"CreateProfileThenProfileReturnsIt", testCreateProfile},
-		{"ListProfilesOrdersByRankThenName", testListProfiles},
-		{"UpdateProfileStoresFields", testUpdateProfile},
-		{"DeleteProfileClearsAssignments", testDeleteProfile},
-		{"SetPasswordRevokesOlderUnusedPasswords", testSetPassword},
-		{"RevokePasswordsCountsUnused", testRevokePasswords},
-		{"RecordFailureLocksAtLimit", testRecordFailure},
-		{"OpenSessionStoresDeviceAndSession", testOpenSession},
-		{"OpenSessionSupersedesAndDeletesStaleAttempt", testOpenSessionSupersedes},
-		{"CompleteSessionEnrollsDevice", testCompleteSession},
-		{"CompleteSessionTwiceIsClosed", testCompleteSessionTwice},
-		{"CompleteSessionRefusesClosedSession", testCompleteSessionClosed},
-		{"CompleteSessionRefusesUsedPassword", testCompleteSessionPasswordUsed},
-		{"CompleteSessionRefusesHardwareOfAnotherUser", testCompleteSessionHardwareInUse},
-		{"CompleteSessionReplacesSameUsersOlderDevice", testCompleteSessionReplaces},
-		{"CompleteSessionConcurrentCallsOneWins", testCompleteSessionConcurrent},
-		{"DeleteUserRefusesEnrolledDevice", testDeleteUserEnrolled},
-		{"DeleteUserRemovesActivationHistory", testDeleteUserHistory},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, open(t))
-		})
-	}
+	storetest.Run(t, open, []storetest.Case[Stores]{
+		{Name: "CreateProfileThenProfileReturnsIt", Fn: testCreateProfile},
+		{Name: "ListProfilesOrdersByRankThenName", Fn: testListProfiles},
+		{Name: "UpdateProfileStoresFields", Fn: testUpdateProfile},
+		{Name: "DeleteProfileClearsAssignments", Fn: testDeleteProfile},
+		{Name: "SetPasswordRevokesOlderUnusedPasswords", Fn: testSetPassword},
+		{Name: "RevokePasswordsCountsUnused", Fn: testRevokePasswords},
+		{Name: "RecordFailureLocksAtLimit", Fn: testRecordFailure},
+		{Name: "OpenSessionStoresDeviceAndSession", Fn: testOpenSession},
+		{Name: "OpenSessionSupersedesAndDeletesStaleAttempt", Fn: testOpenSessionSupersedes},
+		{Name: "CompleteSessionEnrollsDevice", Fn: testCompleteSession},
+		{Name: "CompleteSessionTwiceIsClosed", Fn: testCompleteSessionTwice},
+		{Name: "CompleteSessionRefusesClosedSession", Fn: testCompleteSessionClosed},
+		{Name: "CompleteSessionRefusesUsedPassword", Fn: testCompleteSessionPasswordUsed},
+		{Name: "CompleteSessionRefusesHardwareOfAnotherUser", Fn: testCompleteSessionHardwareInUse},
+		{Name: "CompleteSessionReplacesSameUsersOlderDevice", Fn: testCompleteSessionReplaces},
+		{Name: "CompleteSessionConcurrentCallsOneWins", Fn: testCompleteSessionConcurrent},
+		{Name: "DeleteUserRefusesEnrolledDevice", Fn: testDeleteUserEnrolled},
+		{Name: "DeleteUserRemovesActivationHistory", Fn: testDeleteUserHistory},
+	})
 }
 
 // wantErr fails unless err matches want (nil meaning success).

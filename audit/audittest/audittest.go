@@ -5,6 +5,7 @@ package audittest
 import (
 	"context"
 	"fmt"
+	"github.com/custos-uem/custos/storetest"
 	"reflect"
 	"testing"
 	"time"
@@ -16,22 +17,13 @@ import (
 // Run runs the suite; open must return an empty store of its own for each
 // call (the subtests run in parallel).
 func Run(t *testing.T, open func(t *testing.T) audit.Store) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, audit.Store)
-	}{
-		{"AppendAuditSetsIncreasingIDs", testAppendIDs},
-		{"AppendAuditRoundTripsDetail", testDetail},
-		{"ListAuditFiltersNewestFirst", testListFilters},
-		{"ListAuditPagesBackwards", testListPages},
-		{"ListAuditCapsLimitAtMaxPage", testListCap},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, open(t))
-		})
-	}
+	storetest.Run(t, open, []storetest.Case[audit.Store]{
+		{Name: "AppendAuditSetsIncreasingIDs", Fn: testAppendIDs},
+		{Name: "AppendAuditRoundTripsDetail", Fn: testDetail},
+		{Name: "ListAuditFiltersNewestFirst", Fn: testListFilters},
+		{Name: "ListAuditPagesBackwards", Fn: testListPages},
+		{Name: "ListAuditCapsLimitAtMaxPage", Fn: testListCap},
+	})
 }
 
 // t0 is the suite's clock: microseconds in UTC, which is what stores keep.

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"github.com/custos-uem/custos/id"
+	"github.com/custos-uem/custos/storetest"
 	"reflect"
 	"testing"
 	"time"
@@ -26,23 +27,14 @@ type Stores interface {
 // Run runs the suite; open must return empty stores of their own for each
 // call (the subtests run in parallel).
 func Run(t *testing.T, open func(t *testing.T) Stores) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, Stores)
-	}{
-		{"CreateAdminThenAdminReturnsIt", testCreateAdmin},
-		{"ListAdminsInIDOrder", testListAdmins},
-		{"CreateTokenThenTokenByHashReturnsIt", testCreateToken},
-		{"ListTokensIncludesRevokedInIDOrder", testListTokens},
-		{"RevokeTokenOnlyOnce", testRevokeToken},
-		{"TouchTokenSetsLastUsed", testTouchToken},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, open(t))
-		})
-	}
+	storetest.Run(t, open, []storetest.Case[Stores]{
+		{Name: "CreateAdminThenAdminReturnsIt", Fn: testCreateAdmin},
+		{Name: "ListAdminsInIDOrder", Fn: testListAdmins},
+		{Name: "CreateTokenThenTokenByHashReturnsIt", Fn: testCreateToken},
+		{Name: "ListTokensIncludesRevokedInIDOrder", Fn: testListTokens},
+		{Name: "RevokeTokenOnlyOnce", Fn: testRevokeToken},
+		{Name: "TouchTokenSetsLastUsed", Fn: testTouchToken},
+	})
 }
 
 // t0 is the suite's clock: microseconds in UTC, which is what stores keep.

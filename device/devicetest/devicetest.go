@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/custos-uem/custos/id"
+	"github.com/custos-uem/custos/storetest"
 	"reflect"
 	"testing"
 	"time"
@@ -31,27 +32,18 @@ type Stores interface {
 // Run runs the suite; open must return empty stores of their own for each
 // call (the subtests run in parallel).
 func Run(t *testing.T, open func(t *testing.T) Stores) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, Stores)
-	}{
-		{"DeviceUnknownIsNotFound", testDeviceUnknown},
-		{"ListDevicesFiltersAndPagesInIDOrder", testListDevices},
-		{"ListDevicesCapsLimitAtMaxPage", testListDevicesCap},
-		{"InventoryBeforeReportIsNotFound", testInventoryNotFound},
-		{"SaveReportStoresInfoAndSoftware", testSaveReport},
-		{"SaveReportNilSoftwareKeepsList", testSaveReportNilSoftware},
-		{"SaveReportRefusesDevicesNotEnrolled", testSaveReportRefused},
-		{"HostileStringsRoundTrip", testHostileStrings},
-		{"AcknowledgeActivatesEnrolledDevice", testAcknowledge},
-		{"RemoveDeviceRevokesCertificate", testRemoveDevice},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, open(t))
-		})
-	}
+	storetest.Run(t, open, []storetest.Case[Stores]{
+		{Name: "DeviceUnknownIsNotFound", Fn: testDeviceUnknown},
+		{Name: "ListDevicesFiltersAndPagesInIDOrder", Fn: testListDevices},
+		{Name: "ListDevicesCapsLimitAtMaxPage", Fn: testListDevicesCap},
+		{Name: "InventoryBeforeReportIsNotFound", Fn: testInventoryNotFound},
+		{Name: "SaveReportStoresInfoAndSoftware", Fn: testSaveReport},
+		{Name: "SaveReportNilSoftwareKeepsList", Fn: testSaveReportNilSoftware},
+		{Name: "SaveReportRefusesDevicesNotEnrolled", Fn: testSaveReportRefused},
+		{Name: "HostileStringsRoundTrip", Fn: testHostileStrings},
+		{Name: "AcknowledgeActivatesEnrolledDevice", Fn: testAcknowledge},
+		{Name: "RemoveDeviceRevokesCertificate", Fn: testRemoveDevice},
+	})
 }
 
 var t0 = activationtest.T0

@@ -4,6 +4,7 @@ package pkitest
 
 import (
 	"context"
+	"github.com/custos-uem/custos/storetest"
 	"reflect"
 	"sort"
 	"testing"
@@ -26,21 +27,12 @@ type Stores interface {
 // Run runs the suite; open must return empty stores of their own for each
 // call (the subtests run in parallel).
 func Run(t *testing.T, open func(t *testing.T) Stores) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, Stores)
-	}{
-		{"RevokedCertsEmptyWithoutRevocations", testNoneRevoked},
-		{"RevokedCertsListsRemovedDevicesInSerialOrder", testRevokedAfterRemoval},
-		{"RevokedCertsOmitsExpired", testExpiredOmitted},
-		{"RevokedCertsSurviveUserDeletion", testSurvivesUserDeletion},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, open(t))
-		})
-	}
+	storetest.Run(t, open, []storetest.Case[Stores]{
+		{Name: "RevokedCertsEmptyWithoutRevocations", Fn: testNoneRevoked},
+		{Name: "RevokedCertsListsRemovedDevicesInSerialOrder", Fn: testRevokedAfterRemoval},
+		{Name: "RevokedCertsOmitsExpired", Fn: testExpiredOmitted},
+		{Name: "RevokedCertsSurviveUserDeletion", Fn: testSurvivesUserDeletion},
+	})
 }
 
 var t0 = activationtest.T0

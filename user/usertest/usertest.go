@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/custos-uem/custos/id"
+	"github.com/custos-uem/custos/storetest"
 	"reflect"
 	"testing"
 	"time"
@@ -36,33 +37,24 @@ var t0 = time.Date(2031, 3, 4, 5, 6, 7, 8000, time.UTC)
 // Run runs the suite; open must return empty stores of their own for each
 // call (the subtests run in parallel).
 func Run(t *testing.T, open func(t *testing.T) Stores) {
-	tests := []struct {
-		name string
-		fn   func(*testing.T, Stores)
-	}{
-		{"CreateUserThenUserReturnsIt", testCreateUser},
-		{"CreateUserRefusesDuplicateLogins", testCreateUserConflict},
-		{"UserUnknownIsNotFound", testUserUnknown},
-		{"UserByLoginMatchesEmailOrUsername", testUserByLogin},
-		{"ListUsersPagesInIDOrder", testListUsers},
-		{"ListUsersCapsLimitAtMaxPage", testListUsersCap},
-		{"UpdateUserStoresMutableFields", testUpdateUser},
-		{"DeleteUserRemovesUserAndMemberships", testDeleteUser},
-		{"HostileStringsRoundTrip", testHostileStrings},
-		{"CreateGroupThenGroupReturnsIt", testCreateGroup},
-		{"ListGroupsPagesInIDOrder", testListGroups},
-		{"UpdateGroupStoresFields", testUpdateGroup},
-		{"DeleteGroupRemovesMemberships", testDeleteGroup},
-		{"AddMemberIsIdempotent", testAddMember},
-		{"RemoveMemberRequiresMembership", testRemoveMember},
-		{"MembersAndGroupsOfInIDOrder", testMembersOrder},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, open(t))
-		})
-	}
+	storetest.Run(t, open, []storetest.Case[Stores]{
+		{Name: "CreateUserThenUserReturnsIt", Fn: testCreateUser},
+		{Name: "CreateUserRefusesDuplicateLogins", Fn: testCreateUserConflict},
+		{Name: "UserUnknownIsNotFound", Fn: testUserUnknown},
+		{Name: "UserByLoginMatchesEmailOrUsername", Fn: testUserByLogin},
+		{Name: "ListUsersPagesInIDOrder", Fn: testListUsers},
+		{Name: "ListUsersCapsLimitAtMaxPage", Fn: testListUsersCap},
+		{Name: "UpdateUserStoresMutableFields", Fn: testUpdateUser},
+		{Name: "DeleteUserRemovesUserAndMemberships", Fn: testDeleteUser},
+		{Name: "HostileStringsRoundTrip", Fn: testHostileStrings},
+		{Name: "CreateGroupThenGroupReturnsIt", Fn: testCreateGroup},
+		{Name: "ListGroupsPagesInIDOrder", Fn: testListGroups},
+		{Name: "UpdateGroupStoresFields", Fn: testUpdateGroup},
+		{Name: "DeleteGroupRemovesMemberships", Fn: testDeleteGroup},
+		{Name: "AddMemberIsIdempotent", Fn: testAddMember},
+		{Name: "RemoveMemberRequiresMembership", Fn: testRemoveMember},
+		{Name: "MembersAndGroupsOfInIDOrder", Fn: testMembersOrder},
+	})
 }
 
 // NewUser returns a user with unique logins derived from name, not stored.
