@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custos-uem/custos/sqlstore/sqltest"
+)
+
+// TestREADMEWalkThrough runs the README's walk-through through the real
+// command line (the same run() as the binary): serve, add a user, give
+// them an activation password, activate a simulated Android device with the
+// agent, list devices, remove the device, and see the agent refused.
+func TestREADMEWalkThrough(t *testing.T) {
+	for _, backend := range sqltest.Backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			dir := t.TempDir()
+			data := filepath.Join(dir, "custos-data")
+			serveArgs := []string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--log-level", "error"}
+			if backend != "sqlite" {
+				serveArgs = append(serveArgs, "--database", sqltest.DSN(t, backend))
+			}
+			url := mustServe(t, serveArgs)
+			cli := func(args ...string) string {
+				t.Helper()
+				var out, errOut strings.Builder
+				if code := run(context.Background(), args, &out, &errOut); code != 0 {
+					t.Fatalf("custos %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
+				}
+				return out.String()
+			}
+			admin := func(args ...string) string {
+				t.Helper()
+				return cli(append([]string{"admin", "--server", url, "--data", data}, args...)...)
+			}
+
+			admin("users", "add", "--email", "alice@example.com", "--name", "Alice Example")
+			pw := outField(t, admin("users", "password", "alice@example.com"), "activation password")
+			phone := filepath.Join(dir, "alice-phone")
+			act := cli("agent", "activate", "--server", url, "--ca", filepath.Join(data, "ca.pem"),
+				"--email", "alice@example.com", "--password", pw, "--state", phone, "--simulate", "android")
+			id := outField(t, act, "device_id")
+			if outField(t, act, "state") != "active" {
+				t.Fatalf("activation output:\n%s", act)
+			}
+			if list := admin("devices", "list"); !strings.Contains(list, id) || !strings.Contains(list, "active") {
+				t.Fatalf("devices list:\n%s", list)
+			}
+			cli("agent", "run", "--state", phone, "--once")
+			admin("devices", "remove", id)
+
+			var out, errOut strings.Builder
+			code := run(context.Background(), []string{"agent", "run", "--state", phone, "--once"}, &out, &errOut)
+			if code == 0 || !strings.Contains(errOut.String(), "check-in refused: the device was removed or its certificate revoked (certificate_revoked") {
+				t.Fatalf("removed device: exit %d\n%s", code, errOut.String())
+			}
+		})
+	}
+}
+
+// mustServe runs "custos serve" in the background until the test ends and
+// returns the URL it printed.
+func mustServe(t *testing.T, args []string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, args, pw, io.Discard)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("custos serve exited %d", code)
+		}
+	})
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		re := regexp.MustCompile(`listening on (https://\S+)`)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				urls <- m[1]
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case u := <-urls:
+		return u
+	case code := <-done:
+		t.Fatalf("custos serve exited %d before listening", code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("custos serve did not print its address")
+	}
+	return ""
+}
+
+// outField returns the value of "name: value" in out.
+func outField(t *testing.T, out, name string) string {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no %q in:\n%s", name, out)
+	return ""
+}
