@@ -16,8 +16,9 @@ var errClosed = errors.New("sqlstore: database is closed")
 
 // writeQueue is SQLite's writer: one goroutine owns the writer connection
 // and commits the writes that queued while it was busy together, in one
-// transaction ("group commit"). Each write runs inside its own savepoint, so
-// it is still atomic and a failing one is rolled back alone; writes run one
+// transaction ("group commit"). Each write of a batch runs inside its own
+// savepoint (a write alone needs none: the transaction is its own), so it
+// is still atomic and a failing one is rolled back alone; writes run one
 // after the other, so each sees the ones before it, exactly as if each had
 // been a transaction of its own; and every caller waits for the commit. What
 // is shared is the commit's cost: SQLite writes every changed page to the

@@ -34,7 +34,8 @@
 // writer connection, so they queue in Go instead of contending for the file
 // lock, and the writes that queued while a commit was in progress are
 // committed together (group commit, see writeQueue): each still runs alone
-// in its own savepoint, sees every write queued before it, and returns only
+// in its own savepoint (or its own transaction when no other write is
+// queued), sees every write queued before it, and returns only
 // once its commit is done, so to a caller it is a transaction of its own.
 // Reads run in parallel on a separate pool of read-only connections (WAL
 // mode lets them proceed during a write). On PostgreSQL every write is a
