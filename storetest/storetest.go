@@ -5,7 +5,11 @@
 // its slowest case.
 package storetest
 
-import "testing"
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
 
 // Case is one named check of a store contract.
 type Case[S any] struct {
@@ -21,5 +25,22 @@ func Run[S any](t *testing.T, open func(*testing.T) S, cases []Case[S]) {
 			t.Parallel()
 			tc.Fn(t, open(t))
 		})
+	}
+}
+
+// WantErr fails unless err matches want (nil meaning success), compared
+// with errors.Is so stores may wrap their sentinels.
+func WantErr(t testing.TB, what string, err, want error) {
+	t.Helper()
+	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+// WantEqual fails unless got and want are deeply equal.
+func WantEqual(t testing.TB, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"github.com/custos-uem/custos/id"
 	"github.com/custos-uem/custos/storetest"
-	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -58,21 +57,6 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 	})
 }
 
-// wantErr fails unless err matches want (nil meaning success).
-func wantErr(t testing.TB, what string, err, want error) {
-	t.Helper()
-	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
-		t.Fatalf("%s: got error %v, want %v", what, err, want)
-	}
-}
-
-func wantEqual(t testing.TB, what string, got, want any) {
-	t.Helper()
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
-	}
-}
-
 func newProfile(name string, rank int) *activation.Profile {
 	return &activation.Profile{ID: id.New(), Name: name, Description: "for " + name, Rank: rank, MaxDevices: 3,
 		Types:     map[activation.Platform]activation.Type{activation.Android: activation.WorkSpaceOnly, activation.IOS: activation.UserPrivacy},
@@ -91,8 +75,8 @@ func createProfile(t testing.TB, s activation.ProfileStore, name string, rank in
 func wantProfile(t testing.TB, s activation.ProfileStore, want *activation.Profile) {
 	t.Helper()
 	got, err := s.Profile(context.Background(), want.ID)
-	wantErr(t, "Profile", err, nil)
-	wantEqual(t, "Profile", got, want)
+	storetest.WantErr(t, "Profile", err, nil)
+	storetest.WantEqual(t, "Profile", got, want)
 }
 
 func testCreateProfile(t *testing.T, s Stores) {
@@ -110,14 +94,14 @@ func testCreateProfile(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "CreateProfile", s.CreateProfile(ctx, tc.p), tc.want)
+			storetest.WantErr(t, "CreateProfile", s.CreateProfile(ctx, tc.p), tc.want)
 			if tc.want == nil {
 				wantProfile(t, s, tc.p)
 			}
 		})
 	}
 	_, err := s.Profile(ctx, id.New())
-	wantErr(t, "Profile(unknown)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "Profile(unknown)", err, errs.ErrNotFound)
 }
 
 func testListProfiles(t *testing.T, s Stores) {
@@ -125,8 +109,8 @@ func testListProfiles(t *testing.T, s Stores) {
 	b := createProfile(t, s, "b", 1)
 	a := createProfile(t, s, "a", 2)
 	got, err := s.ListProfiles(context.Background())
-	wantErr(t, "ListProfiles", err, nil)
-	wantEqual(t, "ListProfiles", got, []*activation.Profile{b, a, c})
+	storetest.WantErr(t, "ListProfiles", err, nil)
+	storetest.WantEqual(t, "ListProfiles", got, []*activation.Profile{b, a, c})
 }
 
 func testUpdateProfile(t *testing.T, s Stores) {
@@ -150,7 +134,7 @@ func testUpdateProfile(t *testing.T, s Stores) {
 			p := *before
 			tc.edit(&p)
 			p.UpdatedAt = T0.Add(time.Minute)
-			wantErr(t, "UpdateProfile", s.UpdateProfile(ctx, &p), tc.want)
+			storetest.WantErr(t, "UpdateProfile", s.UpdateProfile(ctx, &p), tc.want)
 			if tc.want == nil {
 				wantProfile(t, s, &p)
 			} else {
@@ -165,22 +149,22 @@ func testDeleteProfile(t *testing.T, s Stores) {
 	p, kept := createProfile(t, s, "gone", 1), createProfile(t, s, "kept", 2)
 	u := usertest.NewUser("ada")
 	u.ActivationProfileID = p.ID
-	wantErr(t, "CreateUser with profile", s.CreateUser(ctx, u), nil)
+	storetest.WantErr(t, "CreateUser with profile", s.CreateUser(ctx, u), nil)
 	g := &user.Group{ID: id.New(), Name: "staff", ActivationProfileID: p.ID, CreatedAt: T0, UpdatedAt: T0}
-	wantErr(t, "CreateGroup with profile", s.CreateGroup(ctx, g), nil)
+	storetest.WantErr(t, "CreateGroup with profile", s.CreateGroup(ctx, g), nil)
 	g2 := &user.Group{ID: id.New(), Name: "kept", ActivationProfileID: kept.ID, CreatedAt: T0, UpdatedAt: T0}
-	wantErr(t, "CreateGroup with profile", s.CreateGroup(ctx, g2), nil)
+	storetest.WantErr(t, "CreateGroup with profile", s.CreateGroup(ctx, g2), nil)
 
-	wantErr(t, "DeleteProfile(unknown)", s.DeleteProfile(ctx, id.New()), errs.ErrNotFound)
-	wantErr(t, "DeleteProfile", s.DeleteProfile(ctx, p.ID), nil)
+	storetest.WantErr(t, "DeleteProfile(unknown)", s.DeleteProfile(ctx, id.New()), errs.ErrNotFound)
+	storetest.WantErr(t, "DeleteProfile", s.DeleteProfile(ctx, p.ID), nil)
 	_, err := s.Profile(ctx, p.ID)
-	wantErr(t, "Profile(deleted)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "Profile(deleted)", err, errs.ErrNotFound)
 	gotU, err := s.User(ctx, u.ID)
-	wantErr(t, "User", err, nil)
+	storetest.WantErr(t, "User", err, nil)
 	gotG, err := s.Group(ctx, g.ID)
-	wantErr(t, "Group", err, nil)
+	storetest.WantErr(t, "Group", err, nil)
 	gotG2, err := s.Group(ctx, g2.ID)
-	wantErr(t, "Group", err, nil)
+	storetest.WantErr(t, "Group", err, nil)
 	if gotU.ActivationProfileID != "" || gotG.ActivationProfileID != "" || gotG2.ActivationProfileID != kept.ID {
 		t.Fatalf("assignments after DeleteProfile: user %q, group %q, other group %q; want \"\", \"\", %q",
 			gotU.ActivationProfileID, gotG.ActivationProfileID, gotG2.ActivationProfileID, kept.ID)
@@ -190,7 +174,7 @@ func testDeleteProfile(t *testing.T, s Stores) {
 func passwords(t testing.TB, s activation.PasswordStore, userID string) []*activation.Password {
 	t.Helper()
 	ps, err := s.Passwords(context.Background(), userID)
-	wantErr(t, "Passwords", err, nil)
+	storetest.WantErr(t, "Passwords", err, nil)
 	return ps
 }
 
@@ -203,12 +187,12 @@ func testSetPassword(t *testing.T, s Stores) {
 	newest := SetPassword(t, s, u.ID, now)
 
 	unused.RevokedAt = &now
-	wantEqual(t, "Passwords newest first", passwords(t, s, u.ID), []*activation.Password{newest, unused, used})
+	storetest.WantEqual(t, "Passwords newest first", passwords(t, s, u.ID), []*activation.Password{newest, unused, used})
 	if used.UsedAt == nil || used.RevokedAt != nil || used.DeviceID != cert.DeviceID {
 		t.Fatalf("used password %+v: want used by %s and not revoked", used, cert.DeviceID)
 	}
 	err := s.SetPassword(context.Background(), NewPassword(id.New(), now), now)
-	wantErr(t, "SetPassword(unknown user)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "SetPassword(unknown user)", err, errs.ErrNotFound)
 }
 
 func testRevokePasswords(t *testing.T, s Stores) {
@@ -227,14 +211,14 @@ func testRevokePasswords(t *testing.T, s Stores) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := s.RevokePasswords(ctx, u.ID, now)
-			wantErr(t, "RevokePasswords", err, nil)
+			storetest.WantErr(t, "RevokePasswords", err, nil)
 			if n != tc.want {
 				t.Fatalf("RevokePasswords = %d, want %d", n, tc.want)
 			}
 		})
 	}
 	p.RevokedAt = &now
-	wantEqual(t, "revoked password", passwords(t, s, u.ID)[0], p)
+	storetest.WantEqual(t, "revoked password", passwords(t, s, u.ID)[0], p)
 }
 
 func testRecordFailure(t *testing.T, s Stores) {
@@ -242,16 +226,16 @@ func testRecordFailure(t *testing.T, s Stores) {
 	u := usertest.CreateUser(t, s, "ada")
 	lock := T0.Add(15 * time.Minute)
 	_, err := s.RecordFailure(ctx, id.New(), 3, lock)
-	wantErr(t, "RecordFailure(unknown user)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "RecordFailure(unknown user)", err, errs.ErrNotFound)
 	for i, want := range []int{1, 2, 3, 1} {
 		n, err := s.RecordFailure(ctx, u.ID, 3, lock)
-		wantErr(t, "RecordFailure", err, nil)
+		storetest.WantErr(t, "RecordFailure", err, nil)
 		if n != want {
 			t.Fatalf("RecordFailure #%d = %d, want %d", i+1, n, want)
 		}
 	}
 	got, err := s.User(ctx, u.ID)
-	wantErr(t, "User", err, nil)
+	storetest.WantErr(t, "User", err, nil)
 	if got.FailedActivations != 1 || got.ActivationLockedUntil == nil || !got.ActivationLockedUntil.Equal(lock) {
 		t.Fatalf("after 4 failures with limit 3: counter %d, locked until %v; want 1, %v",
 			got.FailedActivations, got.ActivationLockedUntil, lock)
@@ -260,7 +244,7 @@ func testRecordFailure(t *testing.T, s Stores) {
 	// Opening a session clears both.
 	Start(t, s, u.ID, "hw-1", T0)
 	got, err = s.User(ctx, u.ID)
-	wantErr(t, "User", err, nil)
+	storetest.WantErr(t, "User", err, nil)
 	if got.FailedActivations != 0 || got.ActivationLockedUntil != nil {
 		t.Fatalf("after OpenSession: counter %d, locked until %v; want 0, nil", got.FailedActivations, got.ActivationLockedUntil)
 	}
@@ -269,17 +253,17 @@ func testRecordFailure(t *testing.T, s Stores) {
 func wantSession(t testing.TB, s activation.SessionStore, sess *activation.Session, state activation.SessionState) {
 	t.Helper()
 	got, err := s.SessionByToken(context.Background(), sess.TokenHash)
-	wantErr(t, "SessionByToken", err, nil)
+	storetest.WantErr(t, "SessionByToken", err, nil)
 	want := *sess
 	want.State = state
-	wantEqual(t, "SessionByToken", got, &want)
+	storetest.WantEqual(t, "SessionByToken", got, &want)
 }
 
 func wantDevice(t testing.TB, s device.Store, want *device.Device) {
 	t.Helper()
 	got, err := s.Device(context.Background(), want.ID)
-	wantErr(t, "Device", err, nil)
-	wantEqual(t, "Device", got, want)
+	storetest.WantErr(t, "Device", err, nil)
+	storetest.WantEqual(t, "Device", got, want)
 }
 
 func testOpenSession(t *testing.T, s Stores) {
@@ -288,15 +272,15 @@ func testOpenSession(t *testing.T, s Stores) {
 	p := SetPassword(t, s, u.ID, T0)
 	sess, d := NewAttempt(u.ID, p.ID, usertest.SQLInject, T0)
 	d.Name, d.Model, d.ProfileID = usertest.ScriptTag, usertest.SQLInject, id.New()
-	wantErr(t, "OpenSession", s.OpenSession(ctx, sess, d), nil)
+	storetest.WantErr(t, "OpenSession", s.OpenSession(ctx, sess, d), nil)
 	wantSession(t, s, sess, activation.SessionOpen)
 	wantDevice(t, s, d)
 	_, err := s.SessionByToken(ctx, random(32))
-	wantErr(t, "SessionByToken(unknown)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "SessionByToken(unknown)", err, errs.ErrNotFound)
 
 	other, _ := NewAttempt(id.New(), p.ID, "hw-2", T0)
 	err = s.OpenSession(ctx, other, &device.Device{ID: other.DeviceID, UserID: other.UserID, HardwareID: "hw-2", CreatedAt: T0})
-	wantErr(t, "OpenSession(unknown user)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "OpenSession(unknown user)", err, errs.ErrNotFound)
 }
 
 func testOpenSessionSupersedes(t *testing.T, s Stores) {
@@ -313,7 +297,7 @@ func testOpenSessionSupersedes(t *testing.T, s Stores) {
 	wantDevice(t, s, d1) // other hardware: kept
 	wantSession(t, s, s2, activation.SessionSuperseded)
 	_, err := s.Device(ctx, d2.ID)
-	wantErr(t, "Device(stale attempt)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "Device(stale attempt)", err, errs.ErrNotFound)
 	wantSession(t, s, s3, activation.SessionOpen)
 	wantDevice(t, s, d3)
 	wantSession(t, s, vs, activation.SessionOpen)
@@ -326,7 +310,7 @@ func testCompleteSession(t *testing.T, s Stores) {
 	sess, d := Start(t, s, u.ID, "hw-1", T0)
 	now := T0.Add(time.Minute)
 	cert := NewCert(d.ID, now)
-	wantErr(t, "CompleteSession", s.CompleteSession(ctx, sess.ID, cert, now), nil)
+	storetest.WantErr(t, "CompleteSession", s.CompleteSession(ctx, sess.ID, cert, now), nil)
 
 	wantSession(t, s, sess, activation.SessionConsumed)
 	d.State, d.CertSerial, d.EnrolledAt = device.StateEnrolled, cert.Serial, &now
@@ -336,7 +320,7 @@ func testCompleteSession(t *testing.T, s Stores) {
 		t.Fatalf("password after CompleteSession: used at %v by %q; want %v by %s", p.UsedAt, p.DeviceID, now, d.ID)
 	}
 	revoked, err := s.RevokedCerts(ctx, now)
-	wantErr(t, "RevokedCerts", err, nil)
+	storetest.WantErr(t, "RevokedCerts", err, nil)
 	if len(revoked) != 0 {
 		t.Fatalf("RevokedCerts after a first enrollment = %v, want none", revoked)
 	}
@@ -356,12 +340,12 @@ func snap(t testing.TB, s Stores, sess *activation.Session) snapshot {
 	var sn snapshot
 	var err error
 	sn.Session, err = s.SessionByToken(ctx, sess.TokenHash)
-	wantErr(t, "SessionByToken", err, nil)
+	storetest.WantErr(t, "SessionByToken", err, nil)
 	sn.Devices, err = s.ListDevices(ctx, device.Query{})
-	wantErr(t, "ListDevices", err, nil)
+	storetest.WantErr(t, "ListDevices", err, nil)
 	sn.Passwords = passwords(t, s, sess.UserID)
 	sn.Revoked, err = s.RevokedCerts(ctx, T0)
-	wantErr(t, "RevokedCerts", err, nil)
+	storetest.WantErr(t, "RevokedCerts", err, nil)
 	return sn
 }
 
@@ -371,14 +355,14 @@ func wantRefused(t testing.TB, s Stores, sess *activation.Session, now time.Time
 	t.Helper()
 	before := snap(t, s, sess)
 	err := s.CompleteSession(context.Background(), sess.ID, NewCert(sess.DeviceID, now), now)
-	wantErr(t, "CompleteSession", err, want)
-	wantEqual(t, "stores after the refused CompleteSession", snap(t, s, sess), before)
+	storetest.WantErr(t, "CompleteSession", err, want)
+	storetest.WantEqual(t, "stores after the refused CompleteSession", snap(t, s, sess), before)
 }
 
 func testCompleteSessionTwice(t *testing.T, s Stores) {
 	u := usertest.CreateUser(t, s, "ada")
 	sess, d := Start(t, s, u.ID, "hw-1", T0)
-	wantErr(t, "first CompleteSession", s.CompleteSession(context.Background(), sess.ID, NewCert(d.ID, T0), T0), nil)
+	storetest.WantErr(t, "first CompleteSession", s.CompleteSession(context.Background(), sess.ID, NewCert(d.ID, T0), T0), nil)
 	wantRefused(t, s, sess, T0, activation.ErrSessionClosed)
 }
 
@@ -400,7 +384,7 @@ func testCompleteSessionClosed(t *testing.T, s Stores) {
 		}},
 		{"fail/device removed", func(t *testing.T) (*activation.Session, time.Time) {
 			sess, d := Start(t, s, u.ID, "hw-removed", T0)
-			wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, d.ID, T0), nil)
+			storetest.WantErr(t, "RemoveDevice", s.RemoveDevice(ctx, d.ID, T0), nil)
 			return sess, T0
 		}},
 	}
@@ -411,7 +395,7 @@ func testCompleteSessionClosed(t *testing.T, s Stores) {
 		})
 	}
 	err := s.CompleteSession(ctx, id.New(), NewCert(id.New(), T0), T0)
-	wantErr(t, "CompleteSession(unknown session)", err, activation.ErrSessionClosed)
+	storetest.WantErr(t, "CompleteSession(unknown session)", err, activation.ErrSessionClosed)
 }
 
 func testCompleteSessionPasswordUsed(t *testing.T, s Stores) {
@@ -424,14 +408,14 @@ func testCompleteSessionPasswordUsed(t *testing.T, s Stores) {
 		{"fail/used by another device", func(t *testing.T) *activation.Session {
 			p := NewPassword(u.ID, T0)
 			p.UsedAt, p.DeviceID = &T0, id.New()
-			wantErr(t, "SetPassword", s.SetPassword(ctx, p, T0), nil)
+			storetest.WantErr(t, "SetPassword", s.SetPassword(ctx, p, T0), nil)
 			sess, _ := OpenAttempt(t, s, u.ID, p.ID, "hw-used", T0)
 			return sess
 		}},
 		{"fail/revoked", func(t *testing.T) *activation.Session {
 			sess, _ := Start(t, s, u.ID, "hw-revoked", T0)
 			_, err := s.RevokePasswords(ctx, u.ID, T0)
-			wantErr(t, "RevokePasswords", err, nil)
+			storetest.WantErr(t, "RevokePasswords", err, nil)
 			return sess
 		}},
 		{"fail/replaced by a newer password", func(t *testing.T) *activation.Session {
@@ -461,7 +445,7 @@ func testCompleteSessionHardwareInUse(t *testing.T, s Stores) {
 			hw := "hw-" + string(rune('a'+i))
 			d, _ := Enroll(t, s, v.ID, hw, T0)
 			if tc.state == device.StateActive {
-				wantErr(t, "Acknowledge", s.Acknowledge(context.Background(), d.ID, "1", T0), nil)
+				storetest.WantErr(t, "Acknowledge", s.Acknowledge(context.Background(), d.ID, "1", T0), nil)
 			}
 			sess, _ := Start(t, s, u.ID, hw, T0)
 			wantRefused(t, s, sess, T0, activation.ErrHardwareInUse)
@@ -473,21 +457,21 @@ func testCompleteSessionReplaces(t *testing.T, s Stores) {
 	ctx := context.Background()
 	u := usertest.CreateUser(t, s, "ada")
 	old, oldCert := Enroll(t, s, u.ID, "hw-1", T0)
-	wantErr(t, "Acknowledge", s.Acknowledge(ctx, old.ID, "1", T0), nil)
+	storetest.WantErr(t, "Acknowledge", s.Acknowledge(ctx, old.ID, "1", T0), nil)
 	other, _ := Enroll(t, s, u.ID, "hw-2", T0)
 	now := T0.Add(time.Hour)
 	sess, d := Start(t, s, u.ID, "hw-1", now)
 	cert := NewCert(d.ID, now)
-	wantErr(t, "CompleteSession", s.CompleteSession(ctx, sess.ID, cert, now), nil)
+	storetest.WantErr(t, "CompleteSession", s.CompleteSession(ctx, sess.ID, cert, now), nil)
 
 	got, err := s.Device(ctx, old.ID)
-	wantErr(t, "Device(old)", err, nil)
+	storetest.WantErr(t, "Device(old)", err, nil)
 	if got.State != device.StateRemoved || got.RemovedAt == nil || !got.RemovedAt.Equal(now) {
 		t.Fatalf("replaced device: state %s, removed at %v; want removed at %v", got.State, got.RemovedAt, now)
 	}
 	revoked, err := s.RevokedCerts(ctx, now)
-	wantErr(t, "RevokedCerts", err, nil)
-	wantEqual(t, "RevokedCerts", revoked, []pki.Revoked{{Serial: oldCert.Serial, RevokedAt: now}})
+	storetest.WantErr(t, "RevokedCerts", err, nil)
+	storetest.WantEqual(t, "RevokedCerts", revoked, []pki.Revoked{{Serial: oldCert.Serial, RevokedAt: now}})
 	d.State, d.CertSerial, d.EnrolledAt = device.StateEnrolled, cert.Serial, &now
 	wantDevice(t, s, d)
 	wantDevice(t, s, other)
@@ -524,10 +508,10 @@ func testDeleteUserEnrolled(t *testing.T, s Stores) {
 	ctx := context.Background()
 	u := usertest.CreateUser(t, s, "ada")
 	d, _ := Enroll(t, s, u.ID, "hw-1", T0)
-	wantErr(t, "DeleteUser(with enrolled device)", s.DeleteUser(ctx, u.ID), errs.ErrConflict)
+	storetest.WantErr(t, "DeleteUser(with enrolled device)", s.DeleteUser(ctx, u.ID), errs.ErrConflict)
 	wantDevice(t, s, d)
-	wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, d.ID, T0), nil)
-	wantErr(t, "DeleteUser(devices removed)", s.DeleteUser(ctx, u.ID), nil)
+	storetest.WantErr(t, "RemoveDevice", s.RemoveDevice(ctx, d.ID, T0), nil)
+	storetest.WantErr(t, "DeleteUser(devices removed)", s.DeleteUser(ctx, u.ID), nil)
 }
 
 func testDeleteUserHistory(t *testing.T, s Stores) {
@@ -536,18 +520,18 @@ func testDeleteUserHistory(t *testing.T, s Stores) {
 	d, cert := Enroll(t, s, u.ID, "hw-1", T0)
 	sess, _ := Start(t, s, u.ID, "hw-2", T0) // an open attempt
 	keptDevice, _ := Enroll(t, s, kept.ID, "hw-3", T0)
-	wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, d.ID, T0), nil)
-	wantErr(t, "DeleteUser", s.DeleteUser(ctx, u.ID), nil)
+	storetest.WantErr(t, "RemoveDevice", s.RemoveDevice(ctx, d.ID, T0), nil)
+	storetest.WantErr(t, "DeleteUser", s.DeleteUser(ctx, u.ID), nil)
 
 	_, err := s.SessionByToken(ctx, sess.TokenHash)
-	wantErr(t, "SessionByToken(deleted user)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "SessionByToken(deleted user)", err, errs.ErrNotFound)
 	if ps := passwords(t, s, u.ID); len(ps) != 0 {
 		t.Fatalf("Passwords of deleted user = %d, want none", len(ps))
 	}
 	devices, err := s.ListDevices(ctx, device.Query{})
-	wantErr(t, "ListDevices", err, nil)
-	wantEqual(t, "devices after DeleteUser", devices, []*device.Device{keptDevice})
+	storetest.WantErr(t, "ListDevices", err, nil)
+	storetest.WantEqual(t, "devices after DeleteUser", devices, []*device.Device{keptDevice})
 	revoked, err := s.RevokedCerts(ctx, T0)
-	wantErr(t, "RevokedCerts", err, nil)
-	wantEqual(t, "RevokedCerts after DeleteUser", revoked, []pki.Revoked{{Serial: cert.Serial, RevokedAt: T0}})
+	storetest.WantErr(t, "RevokedCerts", err, nil)
+	storetest.WantEqual(t, "RevokedCerts after DeleteUser", revoked, []pki.Revoked{{Serial: cert.Serial, RevokedAt: T0}})
 }

@@ -6,10 +6,8 @@ package authtest
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"github.com/custos-uem/custos/id"
 	"github.com/custos-uem/custos/storetest"
-	"reflect"
 	"testing"
 	"time"
 
@@ -40,21 +38,6 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 // t0 is the suite's clock: microseconds in UTC, which is what stores keep.
 var t0 = time.Date(2031, 3, 4, 5, 6, 7, 8000, time.UTC)
 
-// wantErr fails unless err matches want (nil meaning success).
-func wantErr(t testing.TB, what string, err, want error) {
-	t.Helper()
-	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
-		t.Fatalf("%s: got error %v, want %v", what, err, want)
-	}
-}
-
-func wantEqual(t testing.TB, what string, got, want any) {
-	t.Helper()
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
-	}
-}
-
 func newAdmin(username string) *auth.Admin {
 	return &auth.Admin{ID: id.New(), Username: username, DisplayName: "Admin " + username,
 		Role: auth.RoleSecurityAdmin, CreatedAt: t0}
@@ -63,7 +46,7 @@ func newAdmin(username string) *auth.Admin {
 func createAdmin(t testing.TB, s auth.AdminStore, username string) *auth.Admin {
 	t.Helper()
 	a := newAdmin(username)
-	wantErr(t, "CreateAdmin", s.CreateAdmin(context.Background(), a), nil)
+	storetest.WantErr(t, "CreateAdmin", s.CreateAdmin(context.Background(), a), nil)
 	return a
 }
 
@@ -76,23 +59,23 @@ func newToken(adminID string) *auth.Token {
 func createToken(t testing.TB, s auth.TokenStore, adminID string) *auth.Token {
 	t.Helper()
 	tok := newToken(adminID)
-	wantErr(t, "CreateToken", s.CreateToken(context.Background(), tok), nil)
+	storetest.WantErr(t, "CreateToken", s.CreateToken(context.Background(), tok), nil)
 	return tok
 }
 
 func wantToken(t testing.TB, s auth.TokenStore, want *auth.Token) {
 	t.Helper()
 	got, err := s.TokenByHash(context.Background(), want.Hash)
-	wantErr(t, "TokenByHash", err, nil)
-	wantEqual(t, "TokenByHash", got, want)
+	storetest.WantErr(t, "TokenByHash", err, nil)
+	storetest.WantEqual(t, "TokenByHash", got, want)
 }
 
 func testCreateAdmin(t *testing.T, s Stores) {
 	ctx := context.Background()
 	a := createAdmin(t, s, "root")
 	got, err := s.Admin(ctx, a.ID)
-	wantErr(t, "Admin", err, nil)
-	wantEqual(t, "Admin", got, a)
+	storetest.WantErr(t, "Admin", err, nil)
+	storetest.WantEqual(t, "Admin", got, a)
 	tests := []struct {
 		name string
 		a    *auth.Admin
@@ -104,23 +87,23 @@ func testCreateAdmin(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "CreateAdmin", s.CreateAdmin(ctx, tc.a), tc.want)
+			storetest.WantErr(t, "CreateAdmin", s.CreateAdmin(ctx, tc.a), tc.want)
 			if tc.want == nil {
 				got, err := s.Admin(ctx, tc.a.ID)
-				wantErr(t, "Admin", err, nil)
-				wantEqual(t, "Admin", got, tc.a)
+				storetest.WantErr(t, "Admin", err, nil)
+				storetest.WantEqual(t, "Admin", got, tc.a)
 			}
 		})
 	}
 	_, err = s.Admin(ctx, id.New())
-	wantErr(t, "Admin(unknown)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "Admin(unknown)", err, errs.ErrNotFound)
 }
 
 func testListAdmins(t *testing.T, s Stores) {
 	a, b := createAdmin(t, s, "zed"), createAdmin(t, s, "amy")
 	got, err := s.ListAdmins(context.Background())
-	wantErr(t, "ListAdmins", err, nil)
-	wantEqual(t, "ListAdmins", got, []*auth.Admin{a, b})
+	storetest.WantErr(t, "ListAdmins", err, nil)
+	storetest.WantEqual(t, "ListAdmins", got, []*auth.Admin{a, b})
 }
 
 func testCreateToken(t *testing.T, s Stores) {
@@ -129,7 +112,7 @@ func testCreateToken(t *testing.T, s Stores) {
 	tok := newToken(a.ID)
 	expires, used := t0.Add(24*time.Hour), t0.Add(time.Minute)
 	tok.ExpiresAt, tok.LastUsedAt, tok.Name = &expires, &used, usertest.ScriptTag
-	wantErr(t, "CreateToken", s.CreateToken(ctx, tok), nil)
+	storetest.WantErr(t, "CreateToken", s.CreateToken(ctx, tok), nil)
 	wantToken(t, s, tok)
 	dup := newToken(a.ID)
 	dup.Hash = tok.Hash
@@ -144,22 +127,22 @@ func testCreateToken(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "CreateToken", s.CreateToken(ctx, tc.tok), tc.want)
+			storetest.WantErr(t, "CreateToken", s.CreateToken(ctx, tc.tok), tc.want)
 		})
 	}
 	_, err := s.TokenByHash(ctx, make([]byte, 32))
-	wantErr(t, "TokenByHash(unknown)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "TokenByHash(unknown)", err, errs.ErrNotFound)
 }
 
 func testListTokens(t *testing.T, s Stores) {
 	ctx := context.Background()
 	a, b := createAdmin(t, s, "a"), createAdmin(t, s, "b")
 	t1, t2, t3 := createToken(t, s, a.ID), createToken(t, s, b.ID), createToken(t, s, a.ID)
-	wantErr(t, "RevokeToken", s.RevokeToken(ctx, t2.ID, t0), nil)
+	storetest.WantErr(t, "RevokeToken", s.RevokeToken(ctx, t2.ID, t0), nil)
 	t2.RevokedAt = &t0
 	got, err := s.ListTokens(ctx)
-	wantErr(t, "ListTokens", err, nil)
-	wantEqual(t, "ListTokens", got, []*auth.Token{t1, t2, t3})
+	storetest.WantErr(t, "ListTokens", err, nil)
+	storetest.WantEqual(t, "ListTokens", got, []*auth.Token{t1, t2, t3})
 }
 
 func testRevokeToken(t *testing.T, s Stores) {
@@ -174,10 +157,10 @@ func testRevokeToken(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "RevokeToken", s.RevokeToken(ctx, tc.id, t0), tc.want)
+			storetest.WantErr(t, "RevokeToken", s.RevokeToken(ctx, tc.id, t0), tc.want)
 		})
 	}
-	wantErr(t, "RevokeToken(revoked)", s.RevokeToken(ctx, tok.ID, t0.Add(time.Hour)), errs.ErrNotFound)
+	storetest.WantErr(t, "RevokeToken(revoked)", s.RevokeToken(ctx, tok.ID, t0.Add(time.Hour)), errs.ErrNotFound)
 	tok.RevokedAt = &t0
 	wantToken(t, s, tok)
 }
@@ -186,9 +169,9 @@ func testTouchToken(t *testing.T, s Stores) {
 	ctx := context.Background()
 	tok := createToken(t, s, createAdmin(t, s, "root").ID)
 	for _, at := range []time.Time{t0.Add(time.Minute), t0.Add(time.Hour)} {
-		wantErr(t, "TouchToken", s.TouchToken(ctx, tok.ID, at), nil)
+		storetest.WantErr(t, "TouchToken", s.TouchToken(ctx, tok.ID, at), nil)
 		tok.LastUsedAt = &at
 		wantToken(t, s, tok)
 	}
-	wantErr(t, "TouchToken(unknown)", s.TouchToken(ctx, id.New(), t0), nil)
+	storetest.WantErr(t, "TouchToken(unknown)", s.TouchToken(ctx, id.New(), t0), nil)
 }

@@ -5,11 +5,9 @@ package devicetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"github.com/custos-uem/custos/id"
 	"github.com/custos-uem/custos/storetest"
-	"reflect"
 	"testing"
 	"time"
 
@@ -48,26 +46,11 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 
 var t0 = activationtest.T0
 
-// wantErr fails unless err matches want (nil meaning success).
-func wantErr(t testing.TB, what string, err, want error) {
-	t.Helper()
-	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
-		t.Fatalf("%s: got error %v, want %v", what, err, want)
-	}
-}
-
-func wantEqual(t testing.TB, what string, got, want any) {
-	t.Helper()
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
-	}
-}
-
 func wantDevice(t testing.TB, s device.Store, want *device.Device) {
 	t.Helper()
 	got, err := s.Device(context.Background(), want.ID)
-	wantErr(t, "Device", err, nil)
-	wantEqual(t, "Device", got, want)
+	storetest.WantErr(t, "Device", err, nil)
+	storetest.WantEqual(t, "Device", got, want)
 }
 
 // enroll creates a user and enrolls a device on hardwareID for them.
@@ -88,7 +71,7 @@ func ids(ds []*device.Device) []string {
 
 func testDeviceUnknown(t *testing.T, s Stores) {
 	_, err := s.Device(context.Background(), id.New())
-	wantErr(t, "Device(unknown)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "Device(unknown)", err, errs.ErrNotFound)
 }
 
 func testListDevices(t *testing.T, s Stores) {
@@ -98,7 +81,7 @@ func testListDevices(t *testing.T, s Stores) {
 	_, b := activationtest.Start(t, s, u.ID, "hw-b", t0)
 	c, _ := activationtest.Enroll(t, s, v.ID, "hw-c", t0)
 	old, _ := activationtest.Enroll(t, s, v.ID, "hw-d", t0)
-	wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, old.ID, t0), nil)
+	storetest.WantErr(t, "RemoveDevice", s.RemoveDevice(ctx, old.ID, t0), nil)
 	_, d := activationtest.Start(t, s, u.ID, "hw-d", t0)
 	tests := []struct {
 		name string
@@ -118,8 +101,8 @@ func testListDevices(t *testing.T, s Stores) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.ListDevices(ctx, tc.q)
-			wantErr(t, "ListDevices", err, nil)
-			wantEqual(t, fmt.Sprintf("ListDevices(%+v)", tc.q), ids(got), tc.want)
+			storetest.WantErr(t, "ListDevices", err, nil)
+			storetest.WantEqual(t, fmt.Sprintf("ListDevices(%+v)", tc.q), ids(got), tc.want)
 		})
 	}
 }
@@ -130,7 +113,7 @@ func testListDevicesCap(t *testing.T, s Stores) {
 		activationtest.Start(t, s, u.ID, fmt.Sprintf("hw-%d", i), t0)
 	}
 	got, err := s.ListDevices(context.Background(), device.Query{Limit: device.MaxPage + 1})
-	wantErr(t, "ListDevices", err, nil)
+	storetest.WantErr(t, "ListDevices", err, nil)
 	if len(got) != device.MaxPage {
 		t.Fatalf("ListDevices(Limit MaxPage+1) returned %d, want %d", len(got), device.MaxPage)
 	}
@@ -141,7 +124,7 @@ func testInventoryNotFound(t *testing.T, s Stores) {
 	d := enroll(t, s, "hw-1")
 	for _, id := range []string{d.ID, id.New()} {
 		_, err := s.Inventory(ctx, id)
-		wantErr(t, "Inventory("+id+")", err, errs.ErrNotFound)
+		storetest.WantErr(t, "Inventory("+id+")", err, errs.ErrNotFound)
 	}
 }
 
@@ -153,15 +136,15 @@ var sampleApps = []device.App{{Name: "firefox", Version: "128.0", ID: "org.mozil
 func wantInventory(t testing.TB, s device.Store, want *device.Inventory) {
 	t.Helper()
 	got, err := s.Inventory(context.Background(), want.DeviceID)
-	wantErr(t, "Inventory", err, nil)
-	wantEqual(t, "Inventory", got, want)
+	storetest.WantErr(t, "Inventory", err, nil)
+	storetest.WantEqual(t, "Inventory", got, want)
 }
 
 func testSaveReport(t *testing.T, s Stores) {
 	ctx := context.Background()
 	d := enroll(t, s, "hw-1")
 	now := t0.Add(time.Minute)
-	wantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, sampleInfo, sampleApps, now), nil)
+	storetest.WantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, sampleInfo, sampleApps, now), nil)
 	wantInventory(t, s, &device.Inventory{DeviceID: d.ID, Info: sampleInfo, Software: sampleApps, ReportedAt: now})
 	d.Model, d.OSVersion, d.Name, d.LastSeenAt = sampleInfo.Model, sampleInfo.OSVersion, sampleInfo.Hostname, &now
 	wantDevice(t, s, d)
@@ -170,7 +153,7 @@ func testSaveReport(t *testing.T, s Stores) {
 	// device's columns.
 	later := t0.Add(time.Hour)
 	info := device.Info{OSVersion: "13.0"}
-	wantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, info, []device.App{}, later), nil)
+	storetest.WantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, info, []device.App{}, later), nil)
 	wantInventory(t, s, &device.Inventory{DeviceID: d.ID, Info: info, Software: []device.App{}, ReportedAt: later})
 	d.OSVersion, d.LastSeenAt = "13.0", &later
 	wantDevice(t, s, d)
@@ -179,11 +162,11 @@ func testSaveReport(t *testing.T, s Stores) {
 func testSaveReportNilSoftware(t *testing.T, s Stores) {
 	ctx := context.Background()
 	d := enroll(t, s, "hw-1")
-	wantErr(t, "first SaveReport", s.SaveReport(ctx, d.ID, sampleInfo, nil, t0), nil)
+	storetest.WantErr(t, "first SaveReport", s.SaveReport(ctx, d.ID, sampleInfo, nil, t0), nil)
 	wantInventory(t, s, &device.Inventory{DeviceID: d.ID, Info: sampleInfo, Software: []device.App{}, ReportedAt: t0})
-	wantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, sampleInfo, sampleApps, t0), nil)
+	storetest.WantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, sampleInfo, sampleApps, t0), nil)
 	later := t0.Add(time.Minute)
-	wantErr(t, "SaveReport(nil software)", s.SaveReport(ctx, d.ID, sampleInfo, nil, later), nil)
+	storetest.WantErr(t, "SaveReport(nil software)", s.SaveReport(ctx, d.ID, sampleInfo, nil, later), nil)
 	wantInventory(t, s, &device.Inventory{DeviceID: d.ID, Info: sampleInfo, Software: sampleApps, ReportedAt: later})
 }
 
@@ -192,7 +175,7 @@ func testSaveReportRefused(t *testing.T, s Stores) {
 	u := usertest.CreateUser(t, s, "ada")
 	_, activating := activationtest.Start(t, s, u.ID, "hw-activating", t0)
 	removed, _ := activationtest.Enroll(t, s, u.ID, "hw-removed", t0)
-	wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, removed.ID, t0), nil)
+	storetest.WantErr(t, "RemoveDevice", s.RemoveDevice(ctx, removed.ID, t0), nil)
 	removed.State, removed.RemovedAt = device.StateRemoved, &t0
 	tests := []struct {
 		name string
@@ -204,9 +187,9 @@ func testSaveReportRefused(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "SaveReport", s.SaveReport(ctx, tc.id, sampleInfo, sampleApps, t0), errs.ErrNotFound)
+			storetest.WantErr(t, "SaveReport", s.SaveReport(ctx, tc.id, sampleInfo, sampleApps, t0), errs.ErrNotFound)
 			_, err := s.Inventory(ctx, tc.id)
-			wantErr(t, "Inventory", err, errs.ErrNotFound)
+			storetest.WantErr(t, "Inventory", err, errs.ErrNotFound)
 		})
 	}
 	wantDevice(t, s, removed)
@@ -219,10 +202,10 @@ func testHostileStrings(t *testing.T, s Stores) {
 	info := device.Info{Hostname: usertest.ScriptTag, Model: usertest.SQLInject, OSVersion: "{{.Secret}}",
 		Attributes: map[string]string{usertest.ScriptTag: usertest.SQLInject, "nul": "a\x00b", "quote": `"'\`}}
 	apps := []device.App{{Name: usertest.SQLInject, Version: usertest.ScriptTag, ID: "ünïcødé ✓"}}
-	wantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, info, apps, t0), nil)
+	storetest.WantErr(t, "SaveReport", s.SaveReport(ctx, d.ID, info, apps, t0), nil)
 	wantInventory(t, s, &device.Inventory{DeviceID: d.ID, Info: info, Software: apps, ReportedAt: t0})
 	got, err := s.ListDevices(ctx, device.Query{HardwareID: usertest.SQLInject})
-	wantErr(t, "ListDevices", err, nil)
+	storetest.WantErr(t, "ListDevices", err, nil)
 	if len(got) != 1 || got[0].Name != usertest.ScriptTag || got[0].Model != usertest.SQLInject {
 		t.Fatalf("ListDevices(hostile hardware ID) = %+v", got)
 	}
@@ -233,7 +216,7 @@ func testAcknowledge(t *testing.T, s Stores) {
 	u := usertest.CreateUser(t, s, "ada")
 	_, activating := activationtest.Start(t, s, u.ID, "hw-activating", t0)
 	removed, _ := activationtest.Enroll(t, s, u.ID, "hw-removed", t0)
-	wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, removed.ID, t0), nil)
+	storetest.WantErr(t, "RemoveDevice", s.RemoveDevice(ctx, removed.ID, t0), nil)
 	d, _ := activationtest.Enroll(t, s, u.ID, "hw-1", t0)
 	first, second := t0.Add(time.Minute), t0.Add(time.Hour)
 	tests := []struct {
@@ -249,7 +232,7 @@ func testAcknowledge(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "Acknowledge", s.Acknowledge(ctx, tc.id, tc.version, tc.now), tc.want)
+			storetest.WantErr(t, "Acknowledge", s.Acknowledge(ctx, tc.id, tc.version, tc.now), tc.want)
 		})
 	}
 	wantDevice(t, s, activating)
@@ -272,15 +255,15 @@ func testRemoveDevice(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "RemoveDevice", s.RemoveDevice(ctx, tc.id, now), tc.want)
+			storetest.WantErr(t, "RemoveDevice", s.RemoveDevice(ctx, tc.id, now), tc.want)
 		})
 	}
-	wantErr(t, "RemoveDevice(removed)", s.RemoveDevice(ctx, d.ID, now.Add(time.Hour)), errs.ErrNotFound)
+	storetest.WantErr(t, "RemoveDevice(removed)", s.RemoveDevice(ctx, d.ID, now.Add(time.Hour)), errs.ErrNotFound)
 	d.State, d.RemovedAt = device.StateRemoved, &now
 	wantDevice(t, s, d)
 	wantDevice(t, s, kept)
 	revoked, err := s.RevokedCerts(ctx, now)
-	wantErr(t, "RevokedCerts", err, nil)
-	wantEqual(t, "RevokedCerts", revoked, []pki.Revoked{{Serial: cert.Serial, RevokedAt: now}})
-	wantErr(t, "SaveReport(removed)", s.SaveReport(ctx, d.ID, sampleInfo, nil, now), errs.ErrNotFound)
+	storetest.WantErr(t, "RevokedCerts", err, nil)
+	storetest.WantEqual(t, "RevokedCerts", revoked, []pki.Revoked{{Serial: cert.Serial, RevokedAt: now}})
+	storetest.WantErr(t, "SaveReport(removed)", s.SaveReport(ctx, d.ID, sampleInfo, nil, now), errs.ErrNotFound)
 }

@@ -6,7 +6,6 @@ package usertest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"github.com/custos-uem/custos/id"
 	"github.com/custos-uem/custos/storetest"
@@ -92,14 +91,6 @@ func addMember(t testing.TB, s user.MemberStore, groupID, userID string) {
 	}
 }
 
-// wantErr fails unless err matches want (nil meaning success).
-func wantErr(t testing.TB, what string, err, want error) {
-	t.Helper()
-	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
-		t.Fatalf("%s: got error %v, want %v", what, err, want)
-	}
-}
-
 func wantUser(t testing.TB, s user.Store, want *user.User) {
 	t.Helper()
 	got, err := s.User(context.Background(), want.ID)
@@ -158,14 +149,14 @@ func testCreateUserConflict(t *testing.T, s Stores) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := NewUser("second")
 			tc.edit(u)
-			wantErr(t, "CreateUser", s.CreateUser(ctx, u), tc.want)
+			storetest.WantErr(t, "CreateUser", s.CreateUser(ctx, u), tc.want)
 		})
 	}
 }
 
 func testUserUnknown(t *testing.T, s Stores) {
 	_, err := s.User(context.Background(), id.New())
-	wantErr(t, "User(unknown)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "User(unknown)", err, errs.ErrNotFound)
 }
 
 func testUserByLogin(t *testing.T, s Stores) {
@@ -185,7 +176,7 @@ func testUserByLogin(t *testing.T, s Stores) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := s.UserByLogin(context.Background(), tc.login)
-			wantErr(t, "UserByLogin("+tc.login+")", err, tc.want)
+			storetest.WantErr(t, "UserByLogin("+tc.login+")", err, tc.want)
 			if err == nil && got.ID != u.ID {
 				t.Fatalf("UserByLogin(%s) = %s, want %s", tc.login, got.ID, u.ID)
 			}
@@ -256,7 +247,7 @@ func testUpdateUser(t *testing.T, s Stores) {
 			u := *before
 			tc.edit(&u)
 			u.UpdatedAt = t0.Add(time.Minute)
-			wantErr(t, "UpdateUser", s.UpdateUser(ctx, &u), tc.want)
+			storetest.WantErr(t, "UpdateUser", s.UpdateUser(ctx, &u), tc.want)
 			if tc.want == nil {
 				wantUser(t, s, &u)
 			} else {
@@ -281,12 +272,12 @@ func testDeleteUser(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "DeleteUser", s.DeleteUser(ctx, tc.id), tc.want)
+			storetest.WantErr(t, "DeleteUser", s.DeleteUser(ctx, tc.id), tc.want)
 		})
 	}
-	wantErr(t, "DeleteUser(deleted)", s.DeleteUser(ctx, u.ID), errs.ErrNotFound)
+	storetest.WantErr(t, "DeleteUser(deleted)", s.DeleteUser(ctx, u.ID), errs.ErrNotFound)
 	_, err := s.User(ctx, u.ID)
-	wantErr(t, "User(deleted)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "User(deleted)", err, errs.ErrNotFound)
 	members, err := s.Members(ctx, g.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -335,11 +326,11 @@ func testCreateGroup(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "CreateGroup", s.CreateGroup(ctx, tc.g), tc.want)
+			storetest.WantErr(t, "CreateGroup", s.CreateGroup(ctx, tc.g), tc.want)
 		})
 	}
 	_, err = s.Group(ctx, id.New())
-	wantErr(t, "Group(unknown)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "Group(unknown)", err, errs.ErrNotFound)
 }
 
 func testListGroups(t *testing.T, s Stores) {
@@ -378,7 +369,7 @@ func testUpdateGroup(t *testing.T, s Stores) {
 			g := *before
 			tc.edit(&g)
 			g.UpdatedAt = t0.Add(time.Minute)
-			wantErr(t, "UpdateGroup", s.UpdateGroup(ctx, &g), tc.want)
+			storetest.WantErr(t, "UpdateGroup", s.UpdateGroup(ctx, &g), tc.want)
 			want := before
 			if tc.want == nil {
 				want = &g
@@ -396,10 +387,10 @@ func testDeleteGroup(t *testing.T, s Stores) {
 	g, kept := createGroup(t, s, "gone"), createGroup(t, s, "kept")
 	addMember(t, s, g.ID, u.ID)
 	addMember(t, s, kept.ID, u.ID)
-	wantErr(t, "DeleteGroup(unknown)", s.DeleteGroup(ctx, id.New()), errs.ErrNotFound)
-	wantErr(t, "DeleteGroup", s.DeleteGroup(ctx, g.ID), nil)
+	storetest.WantErr(t, "DeleteGroup(unknown)", s.DeleteGroup(ctx, id.New()), errs.ErrNotFound)
+	storetest.WantErr(t, "DeleteGroup", s.DeleteGroup(ctx, g.ID), nil)
 	_, err := s.Group(ctx, g.ID)
-	wantErr(t, "Group(deleted)", err, errs.ErrNotFound)
+	storetest.WantErr(t, "Group(deleted)", err, errs.ErrNotFound)
 	groups, err := s.GroupsOf(ctx, u.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -422,7 +413,7 @@ func testAddMember(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "AddMember", s.AddMember(ctx, tc.group, tc.user), tc.want)
+			storetest.WantErr(t, "AddMember", s.AddMember(ctx, tc.group, tc.user), tc.want)
 		})
 	}
 	members, err := s.Members(ctx, g.ID)
@@ -446,10 +437,10 @@ func testRemoveMember(t *testing.T, s Stores) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			wantErr(t, "RemoveMember", s.RemoveMember(ctx, g.ID, tc.user), tc.want)
+			storetest.WantErr(t, "RemoveMember", s.RemoveMember(ctx, g.ID, tc.user), tc.want)
 		})
 	}
-	wantErr(t, "RemoveMember(removed)", s.RemoveMember(ctx, g.ID, u.ID), errs.ErrNotFound)
+	storetest.WantErr(t, "RemoveMember(removed)", s.RemoveMember(ctx, g.ID, u.ID), errs.ErrNotFound)
 	if members, err := s.Members(ctx, g.ID); err != nil || len(members) != 0 {
 		t.Fatalf("Members after RemoveMember = %d, %v", len(members), err)
 	}
