@@ -44,6 +44,7 @@ type Stores interface {
 	Store
 	GroupStore
 	MemberStore
+	NestingStore
 }
 
 // DeviceRemover removes (and so revokes) every device of a user; the user

@@ -9,6 +9,8 @@ package user
 import (
 	"context"
 	"time"
+
+	"github.com/custos-uem/custos/errs"
 )
 
 // Source says where an account comes from.
@@ -106,4 +108,31 @@ type MemberStore interface {
 	Members(ctx context.Context, groupID string) ([]*User, error)
 	// GroupsOf returns the groups the user belongs to, in ID order.
 	GroupsOf(ctx context.Context, userID string) ([]*Group, error)
+}
+
+// ErrCycle is returned by NestingStore.AddSubgroup (and the Service) when
+// the nesting asked for would make a group contain itself.
+var ErrCycle = errs.E(errs.Invalid, "group_cycle", "a group cannot contain itself, directly or through its subgroups")
+
+// NestingStore keeps groups inside groups: the members of a subgroup are
+// members of every group that contains it, at any depth. Everything
+// assigned to a group (policies, profiles) reaches them.
+type NestingStore interface {
+	// AddSubgroup makes child a subgroup of parent; adding twice is not an
+	// error. errs.ErrNotFound if either group does not exist. A child equal
+	// to parent, or one that contains parent already (at any depth), is
+	// refused with ErrCycle. The check runs in the transaction of the
+	// insert, serialised against every other nesting change, so that two
+	// concurrent adds cannot close a cycle between them.
+	AddSubgroup(ctx context.Context, parentID, childID string) error
+	// RemoveSubgroup undoes AddSubgroup. errs.ErrNotFound if child is not a
+	// direct subgroup of parent.
+	RemoveSubgroup(ctx context.Context, parentID, childID string) error
+	// Subgroups returns the direct subgroups of parent in ID order; an
+	// unknown parent has none.
+	Subgroups(ctx context.Context, parentID string) ([]*Group, error)
+	// UserGroupsAll returns every group that reaches the user: the groups
+	// the user is a member of and every group containing one of them, at
+	// any depth, each once, in ID order. An unknown user is in no group.
+	UserGroupsAll(ctx context.Context, userID string) ([]*Group, error)
 }

@@ -22,6 +22,7 @@ type Stores interface {
 	user.Store
 	user.GroupStore
 	user.MemberStore
+	user.NestingStore
 }
 
 // Hostile strings that must be stored and returned byte for byte.
@@ -53,6 +54,11 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{Name: "AddMemberIsIdempotent", Fn: testAddMember},
 		{Name: "RemoveMemberRequiresMembership", Fn: testRemoveMember},
 		{Name: "MembersAndGroupsOfInIDOrder", Fn: testMembersOrder},
+		{Name: "AddSubgroupRefusesCycles", Fn: testAddSubgroup},
+		{Name: "RemoveSubgroupRequiresNesting", Fn: testRemoveSubgroup},
+		{Name: "UserGroupsAllFollowsNesting", Fn: testUserGroupsAll},
+		{Name: "DeleteGroupRemovesNesting", Fn: testDeleteGroupNesting},
+		{Name: "ConcurrentSubgroupAddsCannotCloseACycle", Fn: testConcurrentSubgroups},
 	})
 }
 
