@@ -1,0 +1,310 @@
+// Package wnstest is an in-process fake of the Windows Push Notification
+// Services for tests: the OAuth token endpoint of login.live.com (client
+// credentials) and the channel endpoint that raw notifications are POSTed to.
+//
+// Shapes: https://learn.microsoft.com/en-us/windows/apps/design/shell/tiles-and-notifications/push-request-response-headers
+package wnstest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Names and limits the fake checks.
+const (
+	Scope          = "notify.windows.com"
+	MaxPayloadSize = 5 * 1024
+	DefaultSID     = "ms-app://s-1-15-2-1111111111-2222222222-3333333333-4444444444-5555555555-6666666666-7777777777"
+	DefaultSecret  = "wnstest-secret"
+)
+
+// Notification is a notification the fake accepted.
+type Notification struct {
+	Channel     string // the channel's token (the URI's token query value)
+	Type        string // X-WNS-Type
+	CachePolicy string // X-WNS-Cache-Policy
+	Payload     []byte
+}
+
+// Failure is how the fake answers a channel instead of accepting.
+type Failure struct {
+	Status     int // e.g. 404, 410, 406, 500, 503
+	RetryAfter string
+	Hang       bool
+	Times      int // failures before accepting again; 0 = always
+}
+
+// Expired is WNS's answer for an expired channel.
+func Expired() Failure { return Failure{Status: http.StatusGone} }
+
+// Throttled is a 406 Not Acceptable.
+func Throttled(retryAfter string, times int) Failure {
+	return Failure{Status: http.StatusNotAcceptable, RetryAfter: retryAfter, Times: times}
+}
+
+// ServerError is a 500 or 503.
+func ServerError(status, times int) Failure { return Failure{Status: status, Times: times} }
+
+// Hang makes the next times requests never be answered.
+func Hang(times int) Failure { return Failure{Hang: true, Times: times} }
+
+// Options configures a Server.
+type Options struct {
+	PackageSID    string        // default DefaultSID
+	ClientSecret  string        // default DefaultSecret
+	TokenLifetime time.Duration // default 24 h, as login.live.com
+}
+
+// Stats are counters of a Server.
+type Stats struct {
+	TokenRequests int
+	TokensIssued  int
+	Sends         int
+}
+
+// Server is a running fake.
+type Server struct {
+	URL string
+
+	srv  *httptest.Server
+	opts Options
+
+	mu        sync.Mutex
+	tokens    map[string]time.Time
+	failures  map[string]*Failure
+	delivered []Notification
+	onPush    func(Notification)
+
+	tokenReqs, issued, sends atomic.Int64
+	hangs                    chan struct{}
+	closeOnce                sync.Once
+}
+
+// NewServer starts a fake; it is closed when the test ends.
+func NewServer(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	if opts.PackageSID == "" {
+		opts.PackageSID = DefaultSID
+	}
+	if opts.ClientSecret == "" {
+		opts.ClientSecret = DefaultSecret
+	}
+	if opts.TokenLifetime <= 0 {
+		opts.TokenLifetime = 24 * time.Hour
+	}
+	s := &Server{opts: opts, tokens: map[string]time.Time{}, failures: map[string]*Failure{}, hangs: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /accesstoken.srf", s.token)
+	mux.HandleFunc("/", s.channel)
+	s.srv = httptest.NewTLSServer(mux)
+	s.URL = s.srv.URL
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Close releases hanging requests and stops the server.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.hangs) })
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+}
+
+// Client returns an HTTP client that trusts the fake.
+func (s *Server) Client() *http.Client { return s.srv.Client() }
+
+// TokenURL is the fake's token endpoint.
+func (s *Server) TokenURL() string { return s.URL + "/accesstoken.srf" }
+
+// Host is the fake's host:port, for wns.Config.AllowHosts.
+func (s *Server) Host() string { return strings.TrimPrefix(s.URL, "https://") }
+
+// ChannelURI returns a channel URI on the fake for the channel token tok,
+// shaped like WNS's (https://<host>/?token=<tok>).
+func (s *Server) ChannelURI(tok string) string { return s.URL + "/?token=" + url.QueryEscape(tok) }
+
+// OnPush sets a callback run for every accepted notification.
+func (s *Server) OnPush(f func(Notification)) {
+	s.mu.Lock()
+	s.onPush = f
+	s.mu.Unlock()
+}
+
+// Fail makes the fake answer the channel token tok with f.
+func (s *Server) Fail(tok string, f Failure) {
+	s.mu.Lock()
+	s.failures[tok] = &f
+	s.mu.Unlock()
+}
+
+// ExpireTokens makes every issued access token expired: the next send gets
+// 401 with WNS's "Token has expired".
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	clear(s.tokens)
+	s.mu.Unlock()
+}
+
+// Delivered returns the accepted notifications, oldest first.
+func (s *Server) Delivered() []Notification {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Notification(nil), s.delivered...)
+}
+
+// Stats returns the fake's counters.
+func (s *Server) Stats() Stats {
+	return Stats{TokenRequests: int(s.tokenReqs.Load()), TokensIssued: int(s.issued.Load()), Sends: int(s.sends.Load())}
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	s.tokenReqs.Add(1)
+	fail := func(code string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": "Invalid client id or client secret"})
+	}
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		fail("invalid_request")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		fail("invalid_request")
+		return
+	}
+	f := r.PostForm
+	switch {
+	case f.Get("grant_type") != "client_credentials":
+		fail("unsupported_grant_type")
+	case f.Get("scope") != Scope:
+		fail("invalid_scope")
+	case f.Get("client_id") != s.opts.PackageSID || f.Get("client_secret") != s.opts.ClientSecret:
+		fail("invalid_client")
+	default:
+		b := make([]byte, 24)
+		_, _ = rand.Read(b)
+		access := "EgAaAQMAAAAEgAAAC" + hex.EncodeToString(b)
+		s.mu.Lock()
+		s.tokens[access] = time.Now().Add(s.opts.TokenLifetime)
+		s.mu.Unlock()
+		s.issued.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"token_type": "bearer", "access_token": access, "expires_in": int(s.opts.TokenLifetime / time.Second),
+		})
+	}
+}
+
+func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
+	s.sends.Add(1)
+	desc := func(status int, d string) {
+		w.Header().Set("X-WNS-Error-Description", d)
+		w.WriteHeader(status)
+	}
+	if r.Method != http.MethodPost {
+		desc(http.StatusMethodNotAllowed, "Only POST is allowed")
+		return
+	}
+	access, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	exp, known := s.tokens[access]
+	s.mu.Unlock()
+	if !ok || !known || time.Now().After(exp) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request",error_description="Token has expired"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	tok := r.URL.Query().Get("token")
+	if r.URL.Path != "/" || tok == "" {
+		desc(http.StatusNotFound, "The channel URI is not valid")
+		return
+	}
+	typ := r.Header.Get("X-WNS-Type")
+	switch typ {
+	case "wns/raw":
+		if r.Header.Get("Content-Type") != "application/octet-stream" {
+			desc(http.StatusBadRequest, "Content-Type must be application/octet-stream for wns/raw")
+			return
+		}
+	case "wns/toast", "wns/tile", "wns/badge":
+		if !strings.HasPrefix(r.Header.Get("Content-Type"), "text/xml") {
+			desc(http.StatusBadRequest, "Content-Type must be text/xml")
+			return
+		}
+	default:
+		desc(http.StatusBadRequest, "X-WNS-Type is missing or invalid")
+		return
+	}
+	switch cp := r.Header.Get("X-WNS-Cache-Policy"); cp {
+	case "", "cache", "no-cache":
+	default:
+		desc(http.StatusBadRequest, "invalid X-WNS-Cache-Policy")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxPayloadSize+1))
+	if err != nil {
+		return
+	}
+	if len(body) > MaxPayloadSize {
+		desc(http.StatusRequestEntityTooLarge, "The notification payload exceeds the 5 KB limit")
+		return
+	}
+	if len(body) == 0 {
+		desc(http.StatusBadRequest, "empty payload")
+		return
+	}
+	if f, ok := s.failure(tok); ok {
+		if f.Hang {
+			select {
+			case <-r.Context().Done():
+			case <-s.hangs:
+			}
+			return
+		}
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		desc(f.Status, http.StatusText(f.Status))
+		return
+	}
+	n := Notification{Channel: tok, Type: typ, CachePolicy: r.Header.Get("X-WNS-Cache-Policy"), Payload: body}
+	s.mu.Lock()
+	s.delivered = append(s.delivered, n)
+	cb := s.onPush
+	s.mu.Unlock()
+	if cb != nil {
+		cb(n)
+	}
+	w.Header().Set("X-WNS-Status", "received")
+	w.Header().Set("X-WNS-Msg-ID", "1ACD4B1B6E0F1A8D")
+	if r.Header.Get("X-WNS-RequestForStatus") == "true" {
+		w.Header().Set("X-WNS-DeviceConnectionStatus", "connected")
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) failure(tok string) (Failure, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.failures[tok]
+	if !ok {
+		return Failure{}, false
+	}
+	if f.Times > 0 {
+		f.Times--
+		if f.Times == 0 {
+			delete(s.failures, tok)
+		}
+	}
+	return *f, true
+}
