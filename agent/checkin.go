@@ -2,9 +2,12 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/custos-uem/custos/device"
@@ -26,14 +29,24 @@ type CheckinResult struct {
 	SoftwareSent bool
 	// Items are the per-item outcomes acknowledged, when Acknowledged.
 	Items []wire.ItemStatus
+	// Unchanged is true when the Core answered that the configuration the
+	// device runs is current (no items sent; the device kept its own).
+	Unchanged bool
+	// PushRegistered is true when the push registration of Options was
+	// sent and accepted in this round (it changed since the last one).
+	PushRegistered bool
 	// Poll is the interval until the next check-in, before jitter.
 	Poll time.Duration
 }
 
 // Checkin runs one round of steps 9–12 over mutual TLS: it reports the
-// device and (when changed) its software, receives the configuration, and
-// when the version differs from the one last acknowledged — or the device
-// is not active yet — applies and acknowledges it.
+// device, (when changed) its software and its push registration, and the
+// configuration version it runs; it receives the configuration (or
+// "unchanged", and keeps its own), and when the version differs from the
+// one last acknowledged — or the device is not active yet — applies and
+// acknowledges it.
+//
+// An Applier that fails entirely returns an *ApplyError.
 //
 // A refused certificate returns a *RefusedError (wrapping ErrRefused) and
 // records the refusal in the State: later calls return it again without
@@ -77,7 +90,15 @@ func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
 
 	// Steps 9–10.
 	hash := SoftwareHash(inv.Apps)
-	req := wire.CheckinRequest{DeviceID: st.DeviceID, Info: inv.Info}
+	req := wire.CheckinRequest{DeviceID: st.DeviceID, Info: inv.Info, ConfigVersion: st.ConfigVersion}
+	pushHash := ""
+	if c.push != nil {
+		pushHash = PushHash(c.push)
+		if pushHash != st.PushHash {
+			p := *c.push
+			req.Push = &p
+		}
+	}
 	sent := hash != st.SoftwareHash
 	if sent {
 		req.Software = inv.Apps
@@ -97,21 +118,34 @@ func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
 	if cr.State == string(device.StateRemoved) {
 		return nil, c.refused(&st, &RefusedError{Refusal: Refusal{Step: "check-in", Reason: "the Core reports the device removed"}})
 	}
+	if cfg.Unchanged {
+		// The Core sends no items for the version the device runs: keep
+		// ours. An "unchanged" for another version cannot be applied.
+		if cfg.Version != st.ConfigVersion {
+			return nil, fmt.Errorf("check-in: the Core answered configuration %q unchanged, but the device runs %q", display(cfg.Version), display(st.ConfigVersion))
+		}
+		cfg.Items = st.ConfigItems
+	}
 	if sent {
 		st.SoftwareHash = hash
+	}
+	if req.Push != nil {
+		st.PushHash = pushHash
+		c.log.Info("push registration sent", "provider", req.Push.Provider)
 	}
 	prev := wire.Configuration{Version: st.ConfigVersion, Items: st.ConfigItems, PollSeconds: st.PollSeconds}
 	st.LastCheckin = c.clock.Now().UTC()
 	st.PollSeconds = cfg.PollSeconds
 	st.State = cr.State
-	res := &CheckinResult{State: cr.State, ConfigVersion: st.ConfigVersion, SoftwareSent: sent}
+	res := &CheckinResult{State: cr.State, ConfigVersion: st.ConfigVersion, SoftwareSent: sent,
+		Unchanged: cfg.Unchanged, PushRegistered: req.Push != nil}
 
 	// Steps 11–12.
 	if cfg.Version != st.ConfigVersion || cr.State != StateActive {
 		got, err := c.applier.Apply(ctx, prev, cfg)
 		if err != nil {
 			c.commit(&st)
-			return nil, fmt.Errorf("apply configuration %q: %w", display(cfg.Version), err)
+			return nil, &ApplyError{Version: cfg.Version, Err: err}
 		}
 		items := statuses(cfg.Items, got)
 		var ar wire.AckResponse
@@ -133,6 +167,40 @@ func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// ApplyError is the error of a check-in whose Applier failed entirely
+// (nothing was acknowledged).
+type ApplyError struct {
+	Version string
+	Err     error
+}
+
+func (e *ApplyError) Error() string {
+	return fmt.Sprintf("apply configuration %q: %v", display(e.Version), e.Err)
+}
+
+// Unwrap returns the Applier's error.
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// PushHash returns the hash of a push registration kept in State.PushHash.
+func PushHash(p *wire.PushRegistration) string {
+	sum := sha256.Sum256([]byte(p.Provider + "\x00" + p.Token + "\x00" + p.Topic))
+	return hex.EncodeToString(sum[:])
+}
+
+// Push providers of wire.PushRegistration.
+var pushProviders = []string{"apns", "fcm", "wns"}
+
+// checkPush checks a push registration of Options against the wire.
+func checkPush(p *wire.PushRegistration) error {
+	if !slices.Contains(pushProviders, p.Provider) {
+		return fmt.Errorf("agent: push provider %q: want one of %s", p.Provider, strings.Join(pushProviders, ", "))
+	}
+	if len(p.Token) > 4<<10 || len(p.Topic) > wire.MaxField {
+		return errors.New("agent: push token or topic too long")
+	}
+	return nil
 }
 
 // commit makes st the Client's state and saves it.
@@ -207,47 +275,4 @@ func (c *Client) backoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(c.jitter(min(d, BackoffMax), 0.2), BackoffMax)
-}
-
-// Run keeps the device enrolled until ctx is done: it checks in at once,
-// then every poll interval (the Core's poll_seconds, DefaultPoll if none, or
-// Options.PollInterval) with ±10 % jitter, acknowledging each new
-// configuration. After a failure it waits BackoffMin, doubling per
-// consecutive failure up to BackoffMax, jittered.
-//
-// Run returns nil when ctx is done, a *RefusedError (wrapping ErrRefused)
-// when the Core refuses the certificate or refused it before (the device
-// was removed: retrying cannot help), and one wrapping ErrNotActivated when
-// there is nothing to run. It does not log the error it returns.
-func (c *Client) Run(ctx context.Context) error {
-	if ok, err := c.Activated(); !ok {
-		return err
-	}
-	failures := 0
-	for {
-		res, err := c.Checkin(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var wait time.Duration
-		switch {
-		case errors.Is(err, ErrRefused), errors.Is(err, ErrNotActivated):
-			return err
-		case err != nil:
-			failures++
-			wait = c.backoff(failures)
-			var se *ServerError
-			if errors.As(err, &se) && se.RetryAfter > wait {
-				wait = min(se.RetryAfter, MaxRetryAfter)
-			}
-			c.log.Warn("check-in failed", "err", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
-		default:
-			failures = 0
-			wait = c.jitter(res.Poll, PollJitter)
-			c.log.Debug("checked in", "state", res.State, "config_version", res.ConfigVersion, "next_in", wait.Round(time.Second))
-		}
-		if c.clock.Sleep(ctx, wait) != nil {
-			return nil
-		}
-	}
 }

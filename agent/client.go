@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/custos-uem/custos/device"
+	wire "github.com/custos-uem/custos/platform/agent"
 )
 
 // Timing defaults.
@@ -49,6 +50,8 @@ const (
 	maxEnrollAnswer   = 256 << 10
 	maxCheckinAnswer  = 16 << 20 // a configuration of up to wire.MaxItems items
 	maxAckAnswer      = 64 << 10
+	maxCommandsAnswer = 256 << 10 // one command, its payload at most command.MaxPayload
+	maxWaitAnswer     = 4 << 10
 )
 
 // Device states the Core reports (device.State), and the agent's own:
@@ -104,6 +107,24 @@ type Options struct {
 	Collector Collector
 	// Applier applies configurations; nil is NoApplier.
 	Applier Applier
+	// Executor runs the commands the Core sends; nil is a
+	// CollectorExecutor on Collector (it answers device_info and
+	// installed_apps and refuses everything else). sync_config never
+	// reaches it: the Client runs a check-in itself.
+	Executor Executor
+	// PushProvider, PushToken and PushTopic are the device's push
+	// registration ("apns", "fcm" or "wns"; see wire.PushRegistration).
+	// When a token is given, check-ins register it with the Core whenever
+	// it differs from the one last accepted. Empty: the device has no push
+	// channel and is reached by polling and the long poll of PathWait.
+	PushProvider, PushToken, PushTopic string
+	// Wait says whether Run holds the long poll of PathWait open between
+	// check-ins; WaitAuto (the zero value) does so when no PushToken is
+	// configured.
+	Wait WaitMode
+	// WaitTimeout bounds one long poll; zero or more than wire.MaxWait is
+	// wire.MaxWait.
+	WaitTimeout time.Duration
 	// Transport, when set, carries the pre-certificate requests (activate,
 	// enroll) as is, so many agents in one process share its connections;
 	// its TLSClientConfig.RootCAs must trust the Core (ServerCAs defaults to
@@ -133,6 +154,11 @@ type Client struct {
 	store     Store
 	collector Collector
 	applier   Applier
+	executor  Executor
+	push      *wire.PushRegistration // nil: no push channel
+	listen    bool                   // Run holds the long poll open (until a 404 turns it off)
+	waitFor   time.Duration          // one long poll
+	wake      chan struct{}          // Wake's signal, buffered 1: a push is never lost while Run is busy
 	clock     Clock
 	rmu       sync.Mutex // guards rng
 	rng       *rand.Rand
@@ -155,6 +181,7 @@ type Client struct {
 	leaf    *x509.Certificate
 	idErr   error // why there is no identity, when st says there is one
 	closeTr bool  // baseTr is ours
+	noWait  bool  // the Core answered 404/405 on PathWait: it has no long poll
 }
 
 // NewTransport returns the Transport a Client uses when given none: TLS 1.2
@@ -190,6 +217,9 @@ func New(opts Options) (*Client, error) {
 		store:       opts.Store,
 		collector:   opts.Collector,
 		applier:     opts.Applier,
+		executor:    opts.Executor,
+		waitFor:     opts.WaitTimeout,
+		wake:        make(chan struct{}, 1),
 		clock:       opts.Clock,
 		rng:         opts.Rand,
 		poll:        opts.PollInterval,
@@ -200,6 +230,28 @@ func New(opts Options) (*Client, error) {
 	}
 	if c.applier == nil {
 		c.applier = NoApplier{}
+	}
+	if c.executor == nil {
+		c.executor = CollectorExecutor{Collector: opts.Collector}
+	}
+	if opts.PushToken != "" {
+		p := &wire.PushRegistration{Provider: opts.PushProvider, Token: opts.PushToken, Topic: opts.PushTopic}
+		if err := checkPush(p); err != nil {
+			return nil, err
+		}
+		c.push = p
+	}
+	switch opts.Wait {
+	case WaitAuto:
+		c.listen = c.push == nil
+	case WaitAlways:
+		c.listen = true
+	case WaitNever:
+	default:
+		return nil, fmt.Errorf("agent: unknown Options.Wait %d", opts.Wait)
+	}
+	if c.waitFor <= 0 || c.waitFor > wire.MaxWait {
+		c.waitFor = wire.MaxWait
 	}
 	if c.clock == nil {
 		c.clock = realClock{}
@@ -349,10 +401,17 @@ func (c *Client) url() string {
 
 // collect runs the Collector and fits its report to the wire.
 func (c *Client) collect(ctx context.Context) (*Inventory, error) {
-	if c.collector == nil {
+	return Collect(ctx, c.collector)
+}
+
+// Collect runs col and fits its report to the wire (Normalize), as a
+// check-in does; executors answering device_info and installed_apps use it
+// so that both report the device the same way.
+func Collect(ctx context.Context, col Collector) (*Inventory, error) {
+	if col == nil {
 		return nil, errors.New("agent: no Collector configured")
 	}
-	inv, err := c.collector.Collect(ctx)
+	inv, err := col.Collect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("agent: collect inventory: %w", err)
 	}
@@ -376,11 +435,17 @@ func (c *Client) collect(ctx context.Context) (*Inventory, error) {
 // header on the wire, so that the Transport resends it on a fresh
 // connection when a kept-alive one turns out closed by the Core.
 func (c *Client) post(ctx context.Context, hc *http.Client, base, path string, in any, cookie *http.Cookie, idempotent bool, limit int64, out any) (*http.Response, error) {
+	return c.postWithin(ctx, c.timeout, hc, base, path, in, cookie, idempotent, limit, out)
+}
+
+// postWithin is post bounded by timeout instead of Options.Timeout (a long
+// poll outlives an ordinary request).
+func (c *Client) postWithin(ctx context.Context, timeout time.Duration, hc *http.Client, base, path string, in any, cookie *http.Cookie, idempotent bool, limit int64, out any) (*http.Response, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return nil, fmt.Errorf("agent: encode %s: %w", path, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {

@@ -9,8 +9,13 @@
 //	Run        stays enrolled: checks in every poll interval (jittered), re-acknowledges
 //	           changed configurations, backs off on failure, stops when the Core
 //	           refuses the certificate (the device was removed).
+//	Commands   one command per round trip until idle, each command ID run once
+//	           (an Executor; sync_config is a check-in), results kept until taken.
+//	           Run drains them after each check-in, on Wake (a push arrived) and
+//	           when the long poll of /device/v1/wait says something is pending.
 //
-// What the device is comes from a Collector (agent/linux reads a real Linux
+// What the device is comes from a Collector, what it applies from an Applier
+// and what runs its commands from an Executor (agent/linux for a real Linux
 // system; agent/sim simulates Android, iOS, Windows and Linux devices); what
 // it remembers lives in a Store (a directory, or memory for benchmarks with
 // many agents in one process). A Client has no global state: tests and

@@ -86,12 +86,17 @@ func certPEM(c *x509.Certificate) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 }
 
-// fakeCore implements the four endpoints of platform/agent faithfully
-// enough to exercise the agent: credentials, an enrollment session cookie
-// required by /enroll and usable once, CSRs checked and signed by a test
-// CA, client certificates required by /checkin and /ack, and revocation
-// refused at the TLS handshake (or, with refuseHTTP, by a 401 as the
-// real Core does).
+// fakeCore implements the endpoints of platform/agent faithfully enough
+// to exercise the agent: credentials, an enrollment session cookie required
+// by /enroll and usable once, CSRs checked and signed by a test CA, client
+// certificates required by every later request, revocation refused at the
+// TLS handshake (or, with refuseHTTP, by a 401 as the real Core does), a
+// configuration answered "unchanged" for the version the device runs, and
+// a command queue with the guarantees of package command: at-least-once
+// delivery (a command stays "sent" until its result arrives and is
+// delivered again meanwhile), one command per round trip, results recorded
+// once per ID (a repeat is answered Duplicate), not-now commands held back,
+// and the long poll of /wait.
 type fakeCore struct {
 	t   testing.TB
 	ca  *testCA
@@ -116,6 +121,27 @@ type fakeCore struct {
 	omitCookie bool
 	onEnroll   func(csr *x509.CertificateRequest)
 	badCert    func(csr *x509.CertificateRequest) string // replaces the certificate answered
+
+	// The command channel.
+	queue       map[string][]*fakeCmd // by device ID, in delivery order
+	results     []wire.CommandResult  // results recorded, in order (a redelivered command's too)
+	duplicates  int                   // results answered Duplicate
+	cmdRequests int
+	cmdSeq      int
+	again       map[string]bool // command IDs to deliver once more after their result
+	dropAnswers int             // cut the connection instead of answering the next N requests carrying a result
+	failResults int             // answer 503 to the next N requests carrying a result, recording nothing
+	noCommands  bool            // answer 404 route_not_found on /commands, as an older Core
+	noWait      bool            // the same on /wait
+	waits       int             // long polls asked for
+	waiting     int             // long polls open now
+	changed     chan struct{}   // closed and replaced when the queue changes
+}
+
+// fakeCmd is a queued command and its state in the fake queue.
+type fakeCmd struct {
+	cmd    wire.Command
+	status string // "pending", "sent", "not_now" (held until released) or final
 }
 
 type session struct {
@@ -136,6 +162,7 @@ func newFakeCore(t testing.TB) *fakeCore {
 		sessions: map[string]*session{}, devices: map[string]*fakeDevice{},
 		bySerial: map[string]string{}, revoked: map[string]bool{},
 		config: wire.Configuration{Version: "v1", Items: []wire.Item{}, PollSeconds: 600},
+		queue:  map[string][]*fakeCmd{}, again: map[string]bool{}, changed: make(chan struct{}),
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -154,6 +181,8 @@ func newFakeCore(t testing.TB) *fakeCore {
 	mux.HandleFunc("POST "+wire.PathEnroll, fc.enroll)
 	mux.HandleFunc("POST "+wire.PathCheckin, fc.checkin)
 	mux.HandleFunc("POST "+wire.PathAck, fc.ack)
+	mux.HandleFunc("POST "+wire.PathCommands, fc.commands)
+	mux.HandleFunc("POST "+wire.PathWait, fc.wait)
 	fc.srv = httptest.NewUnstartedServer(httpx.Observe(slog.New(slog.DiscardHandler), nil, mux))
 	fc.srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{srvCert.Raw}, PrivateKey: key}},
@@ -311,7 +340,200 @@ func (fc *fakeCore) checkin(w http.ResponseWriter, r *http.Request) {
 	if req.Software != nil {
 		d.software = req.Software
 	}
-	httpx.WriteJSON(w, http.StatusOK, wire.CheckinResponse{DeviceID: d.id, State: d.state, Configuration: fc.config})
+	cfg := fc.config
+	if req.ConfigVersion != "" && req.ConfigVersion == cfg.Version {
+		cfg.Unchanged, cfg.Items = true, []wire.Item{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, wire.CheckinResponse{DeviceID: d.id, State: d.state, Configuration: cfg})
+}
+
+// commands is one round trip of the command channel.
+func (fc *fakeCore) commands(w http.ResponseWriter, r *http.Request) {
+	var req wire.CommandsRequest
+	if err := httpx.DecodeJSON(w, r, wire.MaxCommandsBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.noCommands {
+		httpx.WriteError(w, r, errs.E(errs.NotFound, "route_not_found", "no such route"))
+		return
+	}
+	d := fc.deviceOf(w, r)
+	if d == nil {
+		return
+	}
+	if req.DeviceID != d.id {
+		httpx.WriteError(w, r, errs.E(errs.Forbidden, "device_mismatch", "the request names another device"))
+		return
+	}
+	fc.cmdRequests++
+	var resp wire.CommandsResponse
+	if res := req.Result; res != nil {
+		if fc.failResults > 0 {
+			fc.failResults--
+			httpx.WriteError(w, r, errs.E(errs.Unavailable, "database_unavailable", "try again later"))
+			return
+		}
+		var c *fakeCmd
+		for _, q := range fc.queue[d.id] {
+			if q.cmd.ID == res.CommandID {
+				c = q
+			}
+		}
+		switch {
+		case c == nil || c.status == "pending":
+			httpx.WriteError(w, r, errs.E(errs.NotFound, "unknown_command", "no such command was queued for this device"))
+			return
+		case c.status == "sent":
+			fc.results = append(fc.results, *res)
+			c.status = res.Status
+			if fc.again[c.cmd.ID] && res.Status != "not_now" {
+				delete(fc.again, c.cmd.ID)
+				c.status = "pending"
+			}
+		default:
+			resp.Duplicate = true
+			fc.duplicates++
+		}
+	}
+	for _, q := range fc.queue[d.id] {
+		if q.status == "pending" || q.status == "sent" {
+			q.status = "sent"
+			cmd := q.cmd
+			resp.Command = &cmd
+			break
+		}
+	}
+	resp.Idle = resp.Command == nil
+	if req.Result != nil && fc.dropAnswers > 0 {
+		fc.dropAnswers--
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			fc.t.Errorf("hijack: %v", err)
+			return
+		}
+		conn.Close()
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
+// due reports whether a command is due for the device; fc.mu is held.
+func (fc *fakeCore) due(id string) bool {
+	for _, q := range fc.queue[id] {
+		if q.status == "pending" || q.status == "sent" {
+			return true
+		}
+	}
+	return false
+}
+
+// wait is the long poll: it answers as soon as a command is due, or at
+// the timeout.
+func (fc *fakeCore) wait(w http.ResponseWriter, r *http.Request) {
+	var req wire.WaitRequest
+	if err := httpx.DecodeJSON(w, r, wire.MaxWaitBody, &req); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	fc.mu.Lock()
+	fc.waits++
+	if fc.noWait {
+		fc.mu.Unlock()
+		httpx.WriteError(w, r, errs.E(errs.NotFound, "route_not_found", "no such route"))
+		return
+	}
+	d := fc.deviceOf(w, r)
+	if d == nil {
+		fc.mu.Unlock()
+		return
+	}
+	if req.TimeoutSeconds < 1 || time.Duration(req.TimeoutSeconds)*time.Second > wire.MaxWait {
+		fc.mu.Unlock()
+		httpx.WriteError(w, r, errs.E(errs.Invalid, "timeout_invalid", "timeout_seconds out of range"))
+		return
+	}
+	timer := time.NewTimer(time.Duration(req.TimeoutSeconds) * time.Second)
+	defer timer.Stop()
+	for {
+		if fc.due(d.id) {
+			fc.mu.Unlock()
+			httpx.WriteJSON(w, http.StatusOK, wire.WaitResponse{Pending: true})
+			return
+		}
+		ch := fc.changed
+		fc.waiting++
+		fc.mu.Unlock()
+		var done bool
+		select {
+		case <-ch:
+		case <-timer.C:
+			done = true
+		case <-r.Context().Done():
+			done = true
+		}
+		fc.mu.Lock()
+		fc.waiting--
+		if done {
+			fc.mu.Unlock()
+			httpx.WriteJSON(w, http.StatusOK, wire.WaitResponse{})
+			return
+		}
+	}
+}
+
+// enqueue queues commands for a device; their IDs are cmdNNNN unless set.
+func (fc *fakeCore) enqueue(deviceID string, cmds ...wire.Command) []string {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	var ids []string
+	for _, c := range cmds {
+		fc.cmdSeq++
+		if c.ID == "" {
+			c.ID = fmt.Sprintf("cmd%04d", fc.cmdSeq)
+		}
+		fc.queue[deviceID] = append(fc.queue[deviceID], &fakeCmd{cmd: c, status: "pending"})
+		ids = append(ids, c.ID)
+	}
+	close(fc.changed)
+	fc.changed = make(chan struct{})
+	return ids
+}
+
+// release makes held (not-now) commands due again, as the real queue does
+// after command.NotNowDelay.
+func (fc *fakeCore) release(deviceID string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	for _, q := range fc.queue[deviceID] {
+		if q.status == "not_now" {
+			q.status = "pending"
+		}
+	}
+	close(fc.changed)
+	fc.changed = make(chan struct{})
+}
+
+// commandResults returns the results recorded and the duplicates answered.
+func (fc *fakeCore) commandResults() ([]wire.CommandResult, int) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return append([]wire.CommandResult(nil), fc.results...), fc.duplicates
+}
+
+// resultsOf returns the results recorded for one command.
+func (fc *fakeCore) resultsOf(id string) []wire.CommandResult {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	var out []wire.CommandResult
+	for _, r := range fc.results {
+		if r.CommandID == id {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (fc *fakeCore) ack(w http.ResponseWriter, r *http.Request) {

@@ -78,9 +78,20 @@ type State struct {
 	PollSeconds int `json:"poll_seconds,omitempty"`
 	// SoftwareHash is the hash of the last software list the Core
 	// accepted; an unchanged list is not sent again.
-	SoftwareHash string    `json:"software_hash,omitempty"`
-	ActivatedAt  time.Time `json:"activated_at,omitzero"`
-	LastCheckin  time.Time `json:"last_checkin,omitzero"`
+	SoftwareHash string `json:"software_hash,omitempty"`
+	// PushHash is the hash of the push registration the Core last accepted
+	// (the token itself is not kept); a changed one is registered again.
+	PushHash string `json:"push_hash,omitempty"`
+	// Commands remembers the last MaxRemembered commands the device ran,
+	// oldest first, so that a command delivered again is reported, not run
+	// again (delivery is at least once).
+	Commands []CommandRecord `json:"commands,omitempty"`
+	// PendingResult is the result of the last command, kept until the Core
+	// has taken it: it is sent with the next commands request, after a
+	// lost answer or a restart as well.
+	PendingResult *wire.CommandResult `json:"pending_result,omitempty"`
+	ActivatedAt   time.Time           `json:"activated_at,omitzero"`
+	LastCheckin   time.Time           `json:"last_checkin,omitzero"`
 	// Simulation, when set, says this state belongs to a simulated device
 	// and how to recreate it (agent/sim): the same seed is the same
 	// hardware, so activating again on this state is the same device.

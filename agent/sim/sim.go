@@ -25,6 +25,7 @@ import (
 
 	"github.com/custos-uem/custos/agent"
 	"github.com/custos-uem/custos/device"
+	wire "github.com/custos-uem/custos/platform/agent"
 )
 
 // Platforms lists the platforms New simulates (activation.Platform values).
@@ -35,6 +36,13 @@ type Device struct {
 	mu  sync.Mutex
 	rng *rand.Rand // drives UpdateApp after construction
 	inv agent.Inventory
+
+	// What the device did as the agent's Applier and Executor (device.go).
+	applied  []wire.Item
+	executed []Execution
+	busy     string // non-empty: every command is answered "not now"
+	locked   bool
+	client   *agent.Client // Wake's target
 }
 
 var _ agent.Collector = (*Device)(nil)

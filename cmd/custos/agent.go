@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -36,8 +37,8 @@ The device side: activate this device with a Core and keep it enrolled.
 commands:
   activate  --server URL --email E --password P [--state DIR] [--ca FILE] [--simulate PLATFORM]
             activate this device (or a simulated one) and apply its configuration
-  run       [--state DIR] [--poll DURATION] [--once]
-            check in with the Core on schedule until stopped
+  run       [--state DIR] [--poll DURATION] [--work-dir DIR] [--no-wait] [--once]
+            check in with the Core on schedule and run its commands until stopped
   status    [--state DIR] [--json]
             show what the agent remembers (never the key)
 
@@ -121,6 +122,13 @@ func agentActivate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	opts := agent.Options{ServerURL: server, Store: store, Collector: col, Logger: log}
+	// The configuration is applied at activation (step 11) by what will
+	// run the device: the simulated device itself, or this Linux system.
+	if dev, ok := col.(*sim.Device); ok {
+		opts = dev.Bind(opts)
+	} else {
+		opts.Applier = &linux.Applier{StateDir: stateDir}
+	}
 	if caFile != "" {
 		if opts.ServerCAPEM, err = readBounded(caFile, maxCAFile); err != nil {
 			return fmt.Errorf("--ca: %w", err)
@@ -172,14 +180,6 @@ func activationCollector(store agent.Store, simulate string, stdout io.Writer) (
 	return sim.New(simulate, prev.Simulation.Seed)
 }
 
-// runCollector is the collector of an activated state.
-func runCollector(st *agent.State) (agent.Collector, error) {
-	if st.Simulation != nil {
-		return sim.New(st.Simulation.Platform, st.Simulation.Seed)
-	}
-	return hostCollector()
-}
-
 func hostCollector() (agent.Collector, error) {
 	if runtime.GOOS != "linux" {
 		return nil, fmt.Errorf("no inventory collector for %s yet: use --simulate (%s)", runtime.GOOS, joinPlatforms())
@@ -187,26 +187,51 @@ func hostCollector() (agent.Collector, error) {
 	return &linux.Collector{}, nil
 }
 
-func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// agentRunConfig is what the flags of `agent run` ask for.
+type agentRunConfig struct {
+	stateDir, server, logLevel, workDir string
+	poll                                time.Duration
+	once, noWait                        bool
+}
+
+// parseAgentRun parses the flags of `agent run` (each also CUSTOS_<FLAG>).
+func parseAgentRun(args []string, stderr io.Writer) (*agentRunConfig, error) {
 	fs := newFlagSet("agent run", stderr)
-	var stateDir, server, logLevel string
-	var poll time.Duration
-	var once bool
-	fs.StringVar(&stateDir, "state", defaultAgentState, "state directory of an activated agent")
-	fs.StringVar(&server, "server", "", "URL of the Core (default: the one the device activated with)")
-	fs.DurationVar(&poll, "poll", 0, "check-in interval, replacing the Core's (default: the Core's, else 15m)")
-	fs.BoolVar(&once, "once", false, "check in once, print the result and exit")
-	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	var cfg agentRunConfig
+	fs.StringVar(&cfg.stateDir, "state", defaultAgentState, "state directory of an activated agent")
+	fs.StringVar(&cfg.server, "server", "", "URL of the Core (default: the one the device activated with)")
+	fs.DurationVar(&cfg.poll, "poll", 0, "check-in interval, replacing the Core's (default: the Core's, else 15m)")
+	fs.StringVar(&cfg.workDir, "work-dir", "", "work-data directory that a wipe_work command empties (created 0700; default: <state>/"+linux.DefaultWorkDir+")")
+	fs.BoolVar(&cfg.noWait, "no-wait", false, "do not hold a long poll open for commands between check-ins (rely on --poll)")
+	fs.BoolVar(&cfg.once, "once", false, "check in once, run the commands due, print the result and exit")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+		return nil, usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
 	}
-	if poll < 0 {
-		return usageError(fs, stderr, "--poll must be positive")
+	if cfg.poll < 0 {
+		return nil, usageError(fs, stderr, "--poll must be positive")
 	}
-	log, err := newLogger(stderr, "text", logLevel)
+	if cfg.workDir == "" {
+		cfg.workDir = filepath.Join(cfg.stateDir, linux.DefaultWorkDir)
+	}
+	abs, err := filepath.Abs(cfg.workDir)
+	if err != nil {
+		return nil, usageError(fs, stderr, "--work-dir: %v", err)
+	}
+	cfg.workDir = abs
+	return &cfg, nil
+}
+
+func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseAgentRun(args, stderr)
+	if err != nil {
+		return err
+	}
+	stateDir := cfg.stateDir
+	log, err := newLogger(stderr, "text", cfg.logLevel)
 	if err != nil {
 		return err
 	}
@@ -224,37 +249,79 @@ func agentRun(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	col, err := runCollector(st)
-	if err != nil {
-		return err
+	opts := agent.Options{ServerURL: cfg.server, Store: store, PollInterval: cfg.poll, Logger: log}
+	if cfg.noWait {
+		opts.Wait = agent.WaitNever
 	}
-	c, err := agent.New(agent.Options{ServerURL: server, Store: store, Collector: col, PollInterval: poll, Logger: log})
+	var simDev *sim.Device
+	if st.Simulation != nil {
+		if simDev, err = sim.New(st.Simulation.Platform, st.Simulation.Seed); err != nil {
+			return err
+		}
+		opts = simDev.Bind(opts)
+	} else {
+		col, err := hostCollector()
+		if err != nil {
+			return err
+		}
+		ex := &linux.Executor{Collector: col, WorkDir: cfg.workDir, StateDir: stateDir, Out: stdout, Logger: log}
+		if err := ex.Prepare(); err != nil {
+			return fmt.Errorf("--work-dir: %w", err)
+		}
+		opts.Collector, opts.Applier, opts.Executor = col, &linux.Applier{StateDir: stateDir}, ex
+	}
+	c, err := agent.New(opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if simDev != nil {
+		simDev.Attach(c)
+	}
 	if ok, err := c.Activated(); !ok {
 		if errors.Is(err, agent.ErrRefused) {
 			return err // it says so, and when, without contacting the Core
 		}
 		return fmt.Errorf("%s: %w: run 'custos agent activate' again", stateDir, err)
 	}
-	if once {
-		res, err := c.Checkin(ctx)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "device_id:\t%s\nstate:\t%s\nconfig_version:\t%s\nacknowledged:\t%t\nsoftware_sent:\t%t\nnext_checkin:\t%s\n",
-			st.DeviceID, res.State, res.ConfigVersion, res.Acknowledged, res.SoftwareSent, res.Poll)
-		return tw.Flush()
+	if cfg.once {
+		return agentOnce(ctx, c, st.DeviceID, stdout)
 	}
-	log.Info("agent running", "device_id", st.DeviceID, "server", c.State().ServerURL)
+	log.Info("agent running", "device_id", st.DeviceID, "server", c.State().ServerURL, "long_poll", c.Listening())
 	if err := c.Run(ctx); err != nil {
 		return err
 	}
 	log.Info("agent stopped")
 	return nil
+}
+
+// agentOnce checks in, runs the commands due, and prints what happened.
+func agentOnce(ctx context.Context, c *agent.Client, deviceID string, stdout io.Writer) error {
+	res, err := c.Checkin(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "device_id:\t%s\nstate:\t%s\nconfig_version:\t%s\nacknowledged:\t%t\nsoftware_sent:\t%t\nnext_checkin:\t%s\n",
+		deviceID, res.State, res.ConfigVersion, res.Acknowledged, res.SoftwareSent, res.Poll)
+	cr, err := c.Commands(ctx)
+	switch {
+	case errors.Is(err, agent.ErrNotOffered):
+		fmt.Fprintf(tw, "commands:\tnot offered by this Core\n")
+	case err != nil:
+		tw.Flush()
+		return err
+	default:
+		fmt.Fprintf(tw, "commands:\t%d run, %d answered again\n", cr.Executed, cr.Repeated)
+		for _, o := range cr.Commands {
+			line := o.Type + " " + o.ID + ": " + o.Status
+			if o.Message != "" {
+				line += " (" + o.Message + ")"
+			}
+			fmt.Fprintf(tw, "\t%s\n", agent.DisplayText(line))
+		}
+	}
+	return tw.Flush()
 }
 
 func agentStatus(args []string, stdout, stderr io.Writer) error {
