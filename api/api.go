@@ -23,7 +23,38 @@
 //   - Durations (expires_in) are Go duration strings: "720h", "90m".
 //   - Secrets are shown once: the value of a new API token and of a new
 //     activation password appear only in the answer that created them;
-//     hashes never appear at all.
+//     hashes never appear at all. Policy secrets (a Wi-Fi passphrase, a VPN
+//     shared secret) are stored and sent to devices, never shown: reads
+//     say "***".
+//
+// # Scope of an administrator
+//
+// An administrator may be limited to the devices of the users in a set of
+// groups, nested groups included (auth.Admin.ScopeGroups; empty means
+// every device, as for the bootstrap administrator). Roles proper come
+// later; until then the scope is what keeps a regional administrator off
+// the rest of the fleet:
+//
+//   - Every route addressing a device (get, remove, its commands,
+//     configuration and compliance) checks the scope next to the fetch. A
+//     device outside it is 404 device_not_found, never 403, so that its
+//     existence is not revealed; a command of such a device is 404
+//     command_not_found.
+//   - A bulk send naming any device outside the scope is refused whole:
+//     404 device_not_found naming no IDs, nothing queued.
+//   - GET /devices lists only the devices in scope.
+//   - Deleting a user (which removes their devices) needs the user in
+//     scope (else 404 user_not_found).
+//   - A scoped administrator sees and revokes only their own tokens, and
+//     reads only their own entries of the audit trail (which names objects
+//     of every scope).
+//   - Only an unscoped administrator creates administrators (403
+//     admin_scoped otherwise), and so issues tokens for anyone else; a
+//     scoped one could otherwise create a wider administrator.
+//
+// Users, groups, activation profiles and policies are not scoped yet: a
+// scoped administrator still manages the directory and the policies (the
+// role model will split those duties).
 package api
 
 import (
@@ -38,9 +69,12 @@ import (
 	"github.com/custos-uem/custos/activation"
 	"github.com/custos-uem/custos/audit"
 	"github.com/custos-uem/custos/auth"
+	"github.com/custos-uem/custos/command"
+	"github.com/custos-uem/custos/compliance"
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
+	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/user"
 )
 
@@ -70,8 +104,13 @@ type Deps struct {
 	Users      *user.Service
 	Activation *activation.Service
 	Devices    *device.Service
+	// Auth authenticates and scopes administrators; its Scope store must
+	// be set for scoped administrators to work (they are refused otherwise).
 	Auth       *auth.Service
 	Audit      *audit.Logger
+	Commands   *command.Service
+	Policies   *policy.Service
+	Compliance *compliance.Engine
 }
 
 // API serves the administrator REST API.

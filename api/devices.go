@@ -71,7 +71,13 @@ func (a *API) listDevices(c *call) error {
 	if st != "" && !validState(st) {
 		return badQuery("state", "one of activating, enrolled, active, removed")
 	}
-	ds, err := a.d.Devices.Store.ListDevices(c.ctx(), device.Query{UserID: uid, State: st, After: p.After, Limit: p.Limit})
+	q := device.Query{UserID: uid, State: st, After: p.After, Limit: p.Limit}
+	var ds []*device.Device
+	if c.admin.Scoped() {
+		ds, err = a.d.Auth.ScopedDevices(c.ctx(), c.admin, q)
+	} else {
+		ds, err = a.d.Devices.Store.ListDevices(c.ctx(), q)
+	}
 	if err != nil {
 		return err
 	}
@@ -87,15 +93,43 @@ func (a *API) listDevices(c *call) error {
 	return c.reply(http.StatusOK, newList(out, nextAfter(len(ds), p.Limit, func() string { return ds[len(ds)-1].ID })))
 }
 
-func (a *API) getDevice(c *call) error {
+// device returns the device the path's {id} names if it lies in the
+// caller's scope. A device outside it is ErrDeviceNotFound, exactly like
+// an unknown one: a scoped administrator does not learn that it exists.
+func (a *API) device(c *call) (*device.Device, error) {
 	id, err := c.id("id", ErrDeviceNotFound)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d, err := a.d.Devices.Store.Device(c.ctx(), id)
 	if err != nil {
-		return notFound(err, ErrDeviceNotFound)
+		return nil, notFound(err, ErrDeviceNotFound)
 	}
+	if err := a.inScope(c, d.UserID, ErrDeviceNotFound); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// inScope returns notFound unless the user's devices lie in the caller's
+// scope.
+func (a *API) inScope(c *call, userID string, notFound *errs.Error) error {
+	ok, err := a.d.Auth.UserInScope(c.ctx(), c.admin, userID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notFound
+	}
+	return nil
+}
+
+func (a *API) getDevice(c *call) error {
+	d, err := a.device(c)
+	if err != nil {
+		return err
+	}
+	id := d.ID
 	em := &emails{a: a, c: c, cache: map[string]string{}}
 	email, err := em.of(d.UserID)
 	if err != nil {
@@ -112,14 +146,13 @@ func (a *API) getDevice(c *call) error {
 }
 
 func (a *API) removeDevice(c *call) error {
-	id, err := c.id("id", ErrDeviceNotFound)
+	d, err := a.device(c)
 	if err != nil {
 		return err
 	}
-	if d, err := a.d.Devices.Store.Device(c.ctx(), id); err == nil {
-		c.note("user_id", d.UserID)
-		c.note("hardware_id", d.HardwareID)
-	}
+	id := d.ID
+	c.note("user_id", d.UserID)
+	c.note("hardware_id", d.HardwareID)
 	if err := a.d.Devices.Remove(c.ctx(), id); err != nil {
 		return notFound(err, ErrDeviceNotFound)
 	}

@@ -4,8 +4,15 @@ import (
 	"net/http"
 
 	"github.com/custos-uem/custos/errs"
+	"github.com/custos-uem/custos/httpx"
+	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/user"
 )
+
+// subgroupIn is the body of POST /groups/{id}/subgroups.
+type subgroupIn struct {
+	GroupID string `json:"group_id"`
+}
 
 // groupIn is the body of POST and PATCH /groups.
 type groupIn struct {
@@ -94,10 +101,51 @@ func (a *API) deleteGroup(c *call) error {
 	if err != nil {
 		return err
 	}
+	// The devices the group's policies reach are found before the delete,
+	// while the nesting and memberships still say who they are.
+	var devs []string
+	var derr error
+	if a.d.Policies != nil {
+		devs, derr = a.d.Policies.DevicesOf(c.ctx(), policy.TargetGroup, id)
+	}
 	if err := a.d.Users.DeleteGroup(c.ctx(), id); err != nil {
 		return err
 	}
+	if a.d.Policies != nil {
+		if derr == nil {
+			derr = a.d.Policies.Notify(c.ctx(), devs)
+		}
+		a.refreshed(c, derr)
+	}
 	return c.reply(http.StatusNoContent, nil)
+}
+
+// refreshUsers and refreshGroups tell the devices of the users, or of the
+// groups' members at any depth, that their configuration may have changed.
+// Without a policy service (a Core wired before policies) there is no
+// configuration to change.
+func (a *API) refreshUsers(c *call, ids ...string) {
+	if a.d.Policies != nil {
+		a.refreshed(c, a.d.Policies.Refresh(c.ctx(), ids...))
+	}
+}
+
+func (a *API) refreshGroups(c *call, ids ...string) {
+	if a.d.Policies != nil {
+		a.refreshed(c, a.d.Policies.RefreshGroups(c.ctx(), ids...))
+	}
+}
+
+// refreshed records the outcome of telling devices that their
+// configuration may have changed after a membership change. The change
+// itself is committed and stands; a device not told now compares versions
+// at its next scheduled check-in, so a failure is logged and audited, not
+// answered as one.
+func (a *API) refreshed(c *call, err error) {
+	if err != nil {
+		c.note("devices_not_notified", true)
+		httpx.Logger(c.ctx()).Warn("api: devices not told of a group change", "err", err)
+	}
 }
 
 func (a *API) listMembers(c *call) error {
@@ -130,6 +178,7 @@ func (a *API) addMember(c *call) error {
 	if err := a.d.Users.AddMember(c.ctx(), id, in.UserID); err != nil {
 		return err
 	}
+	a.refreshUsers(c, in.UserID)
 	return c.reply(http.StatusNoContent, nil)
 }
 
@@ -146,5 +195,58 @@ func (a *API) removeMember(c *call) error {
 	if err := a.d.Users.RemoveMember(c.ctx(), id, uid); err != nil {
 		return err
 	}
+	a.refreshUsers(c, uid)
+	return c.reply(http.StatusNoContent, nil)
+}
+
+func (a *API) listSubgroups(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	gs, err := a.d.Users.Subgroups(c.ctx(), id)
+	if err != nil {
+		return err
+	}
+	return c.reply(http.StatusOK, newList(gs, ""))
+}
+
+func (a *API) addSubgroup(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	var in subgroupIn
+	if err := c.decode(&in); err != nil {
+		return err
+	}
+	c.note("subgroup_id", in.GroupID)
+	if !validID(in.GroupID) {
+		e := errs.E(errs.Invalid, "invalid_subgroup", "group_id must name a group")
+		e.Fields = map[string]string{"group_id": "a group ID"}
+		return e
+	}
+	if err := a.d.Users.AddSubgroup(c.ctx(), id, in.GroupID); err != nil {
+		return err
+	}
+	// The child's members (at any depth) now get what the parent has.
+	a.refreshGroups(c, in.GroupID)
+	return c.reply(http.StatusNoContent, nil)
+}
+
+func (a *API) removeSubgroup(c *call) error {
+	id, err := c.id("id", user.ErrGroupNotFound)
+	if err != nil {
+		return err
+	}
+	child, err := c.id("childID", user.ErrSubgroupNotFound)
+	if err != nil {
+		return err
+	}
+	c.note("subgroup_id", child)
+	if err := a.d.Users.RemoveSubgroup(c.ctx(), id, child); err != nil {
+		return err
+	}
+	a.refreshGroups(c, child)
 	return c.reply(http.StatusNoContent, nil)
 }

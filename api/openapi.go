@@ -87,6 +87,40 @@ func schemas() obj {
 		"id": obj{"type": "string"}, "user_id": obj{"type": "string"}, "created_by": str1("administrator ID"), "created_at": dateTime,
 		"expires_at": dateTime, "used_at": dateTimeOpt, "device_id": obj{"type": "string"}, "revoked_at": dateTimeOpt,
 	}}
+	command := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "device_id": obj{"type": "string"}, "type": obj{"type": "string"}, "priority": obj{"type": "integer"},
+		"payload": obj{}, "status": obj{"type": "string", "enum": []string{"pending", "sent", "not_now", "acknowledged", "error", "cancelled", "expired"}},
+		"created_by": str1("administrator ID, or \"system\""), "created_at": dateTime, "expires_at": dateTime, "not_before": dateTime,
+		"deliveries": obj{"type": "integer"}, "sent_at": dateTime, "completed_at": dateTime,
+		"message": str1("the device's error message"), "result": obj{"description": "what the device returned"},
+	}}
+	commandIn := obj{
+		"type":       str1("lock, clear_passcode, set_password, wipe_work, wipe_device, restart, device_info, installed_apps, install_app, remove_app, sync_config, message, raw"),
+		"priority":   obj{"type": "integer", "description": "0 to 100, higher first; default by type"},
+		"payload":    obj{"description": "the type's parameters, e.g. {\"text\": \"…\"} for message"},
+		"expires_in": str1("a Go duration such as \"24h\"; default 168h, at most 2160h"),
+	}
+	commandBulk := obj{"device_ids": obj{"type": "array", "items": obj{"type": "string"}, "description": "1 to 100000 device IDs"}}
+	for k, v := range commandIn {
+		commandBulk[k] = v
+	}
+	policyKind := obj{"type": "string", "enum": []string{"it_policy", "wifi", "vpn", "email", "connectivity", "certificate", "app_config", "software_release", "compliance"}}
+	platforms := obj{"type": "array", "items": obj{"type": "string"}, "description": "only devices of these platforms; empty: all"}
+	settings := obj{"type": "object", "description": "the kind's settings; secrets read \"***\""}
+	policyObj := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "name": obj{"type": "string"}, "description": obj{"type": "string"}, "kind": policyKind,
+		"rank": obj{"type": "integer"}, "platforms": platforms, "settings": settings,
+		"revision":   obj{"type": "integer", "description": "grows with every change of settings or platforms"},
+		"created_at": dateTime, "updated_at": dateTime,
+	}}
+	admin := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "username": obj{"type": "string"}, "display_name": obj{"type": "string"}, "role": obj{"type": "string"},
+		"scope_groups": obj{"type": "array", "items": obj{"type": "string"}, "description": "empty: every device"}, "created_at": dateTime,
+	}}
+	adminCreated := obj{"type": "object", "properties": obj{"token": ref("TokenCreated")}}
+	for k, v := range admin["properties"].(obj) {
+		adminCreated["properties"].(obj)[k] = v
+	}
 	return obj{
 		"Error": object([]string{"error"}, obj{"error": object([]string{"code", "message", "request_id"}, obj{
 			"code": str1("stable, machine-readable"), "message": str1("safe to show"), "request_id": str1("ties the answer to the server log and the audit trail"),
@@ -161,6 +195,59 @@ func schemas() obj {
 			"detail": obj{"type": "object"},
 		}},
 		"AuditList": listOf("AuditEntry"),
+
+		"SubgroupAdd": object([]string{"group_id"}, obj{"group_id": str1("the group to nest")}),
+
+		"Command":       command,
+		"CommandList":   listOf("Command"),
+		"CommandCreate": object([]string{"type"}, commandIn),
+		"CommandBulk":   object([]string{"device_ids", "type"}, commandBulk),
+		"CommandsQueued": object([]string{"count", "items"}, obj{
+			"count": obj{"type": "integer", "description": "commands queued"},
+			"items": obj{"type": "array", "items": object(nil, obj{"id": str1("command ID"), "device_id": obj{"type": "string"}})},
+		}),
+
+		"Policy":     policyObj,
+		"PolicyList": listOf("Policy"),
+		"PolicyCreate": object([]string{"name", "kind", "settings"}, obj{
+			"name": obj{"type": "string"}, "description": obj{"type": "string"}, "kind": policyKind,
+			"rank": obj{"type": "integer", "description": "default 100; the lowest wins among a user's groups"}, "platforms": platforms, "settings": settings,
+		}),
+		"PolicyPatch": object(nil, obj{
+			"name": obj{"type": "string"}, "description": obj{"type": "string"}, "rank": obj{"type": "integer"}, "platforms": platforms, "settings": settings,
+		}),
+		"Assignment": obj{"type": "object", "properties": obj{
+			"policy_id": obj{"type": "string"}, "target_kind": obj{"type": "string", "enum": []string{"user", "group"}}, "target_id": obj{"type": "string"}, "created_at": dateTime,
+		}},
+		"AssignmentList":   listOf("Assignment"),
+		"AssignmentCreate": object([]string{"target_kind", "target_id"}, obj{"target_kind": obj{"type": "string", "enum": []string{"user", "group"}}, "target_id": obj{"type": "string"}}),
+
+		"DeviceConfiguration": obj{"type": "object", "properties": obj{
+			"device_id": obj{"type": "string"}, "version": str1("the current effective version"),
+			"device_version": str1("the version the device last acknowledged"), "up_to_date": obj{"type": "boolean"},
+			"reported_version": str1("the version of the device's last status report"),
+			"items": obj{"type": "array", "items": obj{"type": "object", "properties": obj{
+				"id": str1("policy ID"), "kind": policyKind, "name": obj{"type": "string"}, "revision": obj{"type": "integer"},
+				"payload": obj{"type": "object", "description": "the settings, secrets reading \"***\""}, "via": str1("user, or group:<id>"),
+				"status": obj{"type": "string", "enum": []string{"pending", "applied", "failed"}}, "error": obj{"type": "string"}, "at": dateTime,
+			}}},
+		}},
+		"ComplianceState": obj{"type": "object", "properties": obj{
+			"device_id": obj{"type": "string"}, "status": obj{"type": "string", "enum": []string{"unknown", "compliant", "noncompliant"}},
+			"violations": obj{"type": "array", "items": obj{"type": "object"}}, "since": dateTime,
+			"step":    obj{"type": "integer", "description": "index of the highest ladder step taken, -1 for none"},
+			"prompts": obj{"type": "integer"}, "last_prompt_at": dateTime,
+			"untrusted": obj{"type": "boolean"}, "quarantined": obj{"type": "boolean"}, "profile_id": obj{"type": "string"},
+			"taken": obj{"type": "array", "items": obj{"type": "object"}}, "updated_at": dateTime,
+		}},
+
+		"Admin":     admin,
+		"AdminList": listOf("Admin"),
+		"AdminCreate": object([]string{"username"}, obj{
+			"username": str1("a-z 0-9 . _ - (stored in lower case)"), "display_name": obj{"type": "string"},
+			"scope_groups": obj{"type": "array", "items": obj{"type": "string"}, "description": "limit the administrator to the devices of these groups' users (subgroups included); empty or absent: every device"},
+		}),
+		"AdminCreated": adminCreated,
 	}
 }
 
@@ -210,7 +297,7 @@ func buildOpenAPI(table []route) []byte {
 		} else {
 			resp["401"] = errResp("no, an unknown, a revoked or an expired token (token_required, token_invalid, token_revoked, token_expired)")
 			if strings.Contains(r.Path, "{") {
-				resp["404"] = errResp("no such object (user_not_found, group_not_found, …)")
+				resp["404"] = errResp("no such object, or one outside your scope (user_not_found, group_not_found, device_not_found, …)")
 			}
 		}
 		if r.Body != "" {

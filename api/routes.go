@@ -51,6 +51,9 @@ var routes = []route{
 	{Method: "GET", Path: Prefix + "/groups/{id}/members", OpID: "listGroupMembers", Summary: "The users of a group", Tag: "groups", Handle: (*API).listMembers, Status: http.StatusOK, Resp: "UserList"},
 	{Method: "POST", Path: Prefix + "/groups/{id}/members", OpID: "addGroupMember", Summary: "Add a user to a group (adding twice is not an error)", Tag: "groups", Handle: (*API).addMember, Body: "MemberAdd", BodyLimit: MaxMemberBody, Status: http.StatusNoContent, Action: "group.member.add", Object: "group"},
 	{Method: "DELETE", Path: Prefix + "/groups/{id}/members/{userID}", OpID: "removeGroupMember", Summary: "Remove a user from a group", Tag: "groups", Handle: (*API).removeMember, Status: http.StatusNoContent, Action: "group.member.remove", Object: "group"},
+	{Method: "GET", Path: Prefix + "/groups/{id}/subgroups", OpID: "listSubgroups", Summary: "The direct subgroups of a group", Tag: "groups", Handle: (*API).listSubgroups, Status: http.StatusOK, Resp: "GroupList"},
+	{Method: "POST", Path: Prefix + "/groups/{id}/subgroups", OpID: "addSubgroup", Summary: "Nest a group: its members (at any depth) get what this group has; a cycle is 400 group_cycle", Tag: "groups", Handle: (*API).addSubgroup, Body: "SubgroupAdd", BodyLimit: MaxMemberBody, Status: http.StatusNoContent, Action: "group.subgroup.add", Object: "group"},
+	{Method: "DELETE", Path: Prefix + "/groups/{id}/subgroups/{childID}", OpID: "removeSubgroup", Summary: "Take a subgroup out of a group", Tag: "groups", Handle: (*API).removeSubgroup, Status: http.StatusNoContent, Action: "group.subgroup.remove", Object: "group"},
 
 	{Method: "GET", Path: Prefix + "/activation-profiles", OpID: "listActivationProfiles", Summary: "List activation profiles by rank, then name", Tag: "activation", Handle: (*API).listProfiles, Status: http.StatusOK, Resp: "ProfileList"},
 	{Method: "POST", Path: Prefix + "/activation-profiles", OpID: "createActivationProfile", Summary: "Create an activation profile", Tag: "activation", Handle: (*API).createProfile, Body: "ProfileCreate", BodyLimit: MaxProfileBody, Status: http.StatusCreated, Resp: "Profile", Action: "profile.create", Object: "activation_profile"},
@@ -62,6 +65,26 @@ var routes = []route{
 	{Method: "GET", Path: Prefix + "/devices", OpID: "listDevices", Summary: "List devices with their user's email", Tag: "devices", Handle: (*API).listDevices, Status: http.StatusOK, Resp: "DeviceList", Query: []string{"user", "state", "after", "limit"}},
 	{Method: "GET", Path: Prefix + "/devices/{id}", OpID: "getDevice", Summary: "Get a device with its last inventory report", Tag: "devices", Handle: (*API).getDevice, Status: http.StatusOK, Resp: "DeviceDetail"},
 	{Method: "DELETE", Path: Prefix + "/devices/{id}", OpID: "removeDevice", Summary: "Remove a device: its certificate is revoked and refused at its next request", Tag: "devices", Handle: (*API).removeDevice, Status: http.StatusNoContent, Action: "device.remove", Object: "device"},
+	{Method: "GET", Path: Prefix + "/devices/{id}/configuration", OpID: "getDeviceConfiguration", Summary: "The device's effective configuration (secrets redacted), each item pending, applied or failed", Tag: "devices", Handle: (*API).deviceConfiguration, Status: http.StatusOK, Resp: "DeviceConfiguration"},
+	{Method: "GET", Path: Prefix + "/devices/{id}/compliance", OpID: "getDeviceCompliance", Summary: "The device's compliance state: status, violations, ladder step, untrusted, quarantined", Tag: "devices", Handle: (*API).deviceCompliance, Status: http.StatusOK, Resp: "ComplianceState"},
+	{Method: "GET", Path: Prefix + "/devices/{id}/commands", OpID: "listDeviceCommands", Summary: "The device's commands: ?status=open is its queue, ?status=final its history", Tag: "commands", Handle: (*API).listDeviceCommands, Status: http.StatusOK, Resp: "CommandList", Query: []string{"status", "after", "limit"}},
+	{Method: "POST", Path: Prefix + "/devices/{id}/commands", OpID: "sendDeviceCommand", Summary: "Queue a command for the device (204 for a sync_config already pending)", Tag: "commands", Handle: (*API).sendCommand, Body: "CommandCreate", BodyLimit: MaxCommandBody, Status: http.StatusCreated, Resp: "Command", Action: "command.send", Object: "command"},
+
+	{Method: "POST", Path: Prefix + "/commands", OpID: "sendCommands", Summary: "Queue one command for many devices in one transaction: all or none (a device unknown or outside your scope refuses the whole call)", Tag: "commands", Handle: (*API).sendBulk, Body: "CommandBulk", BodyLimit: MaxBulkBody, Status: http.StatusCreated, Resp: "CommandsQueued", Action: "command.send_bulk", Object: "command"},
+	{Method: "GET", Path: Prefix + "/commands/{id}", OpID: "getCommand", Summary: "Get a command with its result", Tag: "commands", Handle: (*API).getCommand, Status: http.StatusOK, Resp: "Command"},
+	{Method: "POST", Path: Prefix + "/commands/{id}/cancel", OpID: "cancelCommand", Summary: "Cancel an open command (409 command_final once it completed)", Tag: "commands", Handle: (*API).cancelCommand, Status: http.StatusOK, Resp: "Command", Action: "command.cancel", Object: "command"},
+
+	{Method: "GET", Path: Prefix + "/policies", OpID: "listPolicies", Summary: "List IT policies and profiles (secrets redacted)", Tag: "policies", Handle: (*API).listPolicies, Status: http.StatusOK, Resp: "PolicyList", Query: []string{"kind", "after", "limit"}},
+	{Method: "POST", Path: Prefix + "/policies", OpID: "createPolicy", Summary: "Create a policy; invalid settings are 400 invalid_policy with one field per problem", Tag: "policies", Handle: (*API).createPolicy, Body: "PolicyCreate", BodyLimit: MaxPolicyBody, Status: http.StatusCreated, Resp: "Policy", Action: "policy.create", Object: "policy"},
+	{Method: "GET", Path: Prefix + "/policies/{id}", OpID: "getPolicy", Summary: "Get a policy (secrets redacted)", Tag: "policies", Handle: (*API).getPolicy, Status: http.StatusOK, Resp: "Policy"},
+	{Method: "PATCH", Path: Prefix + "/policies/{id}", OpID: "updatePolicy", Summary: "Change a policy; a redacted secret sent back unchanged keeps the stored one", Tag: "policies", Handle: (*API).updatePolicy, Body: "PolicyPatch", BodyLimit: MaxPolicyBody, Status: http.StatusOK, Resp: "Policy", Action: "policy.update", Object: "policy"},
+	{Method: "DELETE", Path: Prefix + "/policies/{id}", OpID: "deletePolicy", Summary: "Delete a policy and its assignments", Tag: "policies", Handle: (*API).deletePolicy, Status: http.StatusNoContent, Action: "policy.delete", Object: "policy"},
+	{Method: "GET", Path: Prefix + "/policies/{id}/assignments", OpID: "listPolicyAssignments", Summary: "Who a policy is assigned to: users, then groups", Tag: "policies", Handle: (*API).listAssignments, Status: http.StatusOK, Resp: "AssignmentList"},
+	{Method: "POST", Path: Prefix + "/policies/{id}/assignments", OpID: "assignPolicy", Summary: "Assign a policy to a user or a group (assigning twice is not an error)", Tag: "policies", Handle: (*API).assignPolicy, Body: "AssignmentCreate", BodyLimit: MaxAssignmentBody, Status: http.StatusNoContent, Action: "policy.assign", Object: "policy"},
+	{Method: "DELETE", Path: Prefix + "/policies/{id}/assignments/{targetKind}/{targetID}", OpID: "unassignPolicy", Summary: "Remove an assignment (targetKind user or group)", Tag: "policies", Handle: (*API).unassignPolicy, Status: http.StatusNoContent, Action: "policy.unassign", Object: "policy"},
+
+	{Method: "GET", Path: Prefix + "/admins", OpID: "listAdmins", Summary: "List administrators with their scopes", Tag: "admins", Handle: (*API).listAdmins, Status: http.StatusOK, Resp: "AdminList"},
+	{Method: "POST", Path: Prefix + "/admins", OpID: "createAdmin", Summary: "Create an administrator, optionally limited to the devices of some groups' users, with a first API token (shown once, here); only for administrators without a scope", Tag: "admins", Handle: (*API).createAdmin, Body: "AdminCreate", BodyLimit: MaxAdminBody, Status: http.StatusCreated, Resp: "AdminCreated", Action: "admin.create", Object: "admin"},
 
 	{Method: "GET", Path: Prefix + "/tokens", OpID: "listTokens", Summary: "List API tokens, revoked ones too (never their values)", Tag: "tokens", Handle: (*API).listTokens, Status: http.StatusOK, Resp: "TokenList"},
 	{Method: "POST", Path: Prefix + "/tokens", OpID: "createToken", Summary: "Create an API token for the calling administrator (its value is shown once, here)", Tag: "tokens", Handle: (*API).createToken, Body: "TokenCreate", BodyLimit: MaxTokenBody, Status: http.StatusCreated, Resp: "TokenCreated", Action: "token.create", Object: "token"},
@@ -81,6 +104,8 @@ var queryParams = map[string]struct{ Type, Desc string }{
 	"action": {"string", "only entries with this action, e.g. user.create"},
 	"object": {"string", "only entries about this object ID"},
 	"since":  {"string", "only entries at or after this RFC 3339 time"},
+	"status": {"string", "open (the queue: pending, sent, not_now) or final (the history)"},
+	"kind":   {"string", "only policies of this kind"},
 	"before": {"integer", "return entries older than this entry ID: the next of the previous page"},
 }
 

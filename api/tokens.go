@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,11 @@ func (a *API) listTokens(c *call) error {
 	if err != nil {
 		return err
 	}
+	if c.admin.Scoped() {
+		// A scoped administrator sees (and revokes) only their own
+		// tokens: an unscoped one's are none of their business.
+		ts = slices.DeleteFunc(ts, func(t *auth.Token) bool { return t.AdminID != c.admin.ID })
+	}
 	return c.reply(http.StatusOK, newList(ts, ""))
 }
 
@@ -62,6 +68,15 @@ func (a *API) revokeToken(c *call) error {
 	if err != nil {
 		return err
 	}
+	if c.admin.Scoped() {
+		ts, err := a.d.Auth.ListTokens(c.ctx())
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(ts, func(t *auth.Token) bool { return t.ID == id && t.AdminID == c.admin.ID }) {
+			return ErrTokenNotFound
+		}
+	}
 	if err := a.d.Auth.Revoke(c.ctx(), id); err != nil {
 		return notFound(err, ErrTokenNotFound)
 	}
@@ -75,6 +90,14 @@ func (a *API) listAudit(c *call) error {
 		return err
 	}
 	aq := audit.Query{Actor: q.Get("actor"), Action: q.Get("action"), ObjectID: q.Get("object"), Limit: n}
+	if c.admin.Scoped() {
+		// The trail names devices and users of every scope; a scoped
+		// administrator reads only their own entries.
+		if aq.Actor != "" && aq.Actor != c.admin.ID {
+			return c.reply(http.StatusOK, newList([]*audit.Entry(nil), ""))
+		}
+		aq.Actor = c.admin.ID
+	}
 	for name, v := range map[string]string{"actor": aq.Actor, "action": aq.Action, "object": aq.ObjectID} {
 		if v != "" && !validID(v) {
 			return badQuery(name, "at most 64 printable characters")

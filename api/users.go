@@ -133,6 +133,9 @@ func (a *API) deleteUser(c *call) error {
 	if err != nil {
 		return err
 	}
+	if err := a.userInScope(c, id); err != nil {
+		return err
+	}
 	if err := a.d.Users.Delete(c.ctx(), id); err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ package auth
 import (
 	"context"
 	"time"
+
+	"github.com/custos-uem/custos/device"
 )
 
 // Role of an administrator. Issue 5 brings the full role model; until then
@@ -17,12 +19,21 @@ const RoleSecurityAdmin = "security_admin"
 
 // Admin is an administrator account.
 type Admin struct {
-	ID          string    `json:"id"`
-	Username    string    `json:"username"`
-	DisplayName string    `json:"display_name"`
-	Role        string    `json:"role"`
+	ID          string `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	Role        string `json:"role"`
+	// ScopeGroups limits the administrator to the devices of users who
+	// are members of these groups, directly or through subgroups at any
+	// depth. Empty means every device. A deleted group stays listed and
+	// matches nobody, so deleting a group narrows a scope, never widens
+	// it.
+	ScopeGroups []string  `json:"scope_groups"`
 	CreatedAt   time.Time `json:"created_at"`
 }
+
+// Scoped reports whether a is limited to some groups' devices.
+func (a *Admin) Scoped() bool { return len(a.ScopeGroups) > 0 }
 
 // Token is an API token of an administrator.
 type Token struct {
@@ -38,7 +49,9 @@ type Token struct {
 
 // AdminStore keeps administrators.
 type AdminStore interface {
-	// CreateAdmin inserts a; a duplicate username returns errs.ErrConflict.
+	// CreateAdmin inserts a (ScopeGroups included: nil and empty are
+	// stored alike and read back as nil); a duplicate username returns
+	// errs.ErrConflict.
 	CreateAdmin(ctx context.Context, a *Admin) error
 	// Admin returns the administrator with id, or errs.ErrNotFound.
 	Admin(ctx context.Context, id string) (*Admin, error)
@@ -60,4 +73,21 @@ type TokenStore interface {
 	RevokeToken(ctx context.Context, id string, now time.Time) error
 	// TouchToken sets LastUsedAt. Unknown IDs are ignored.
 	TouchToken(ctx context.Context, id string, now time.Time) error
+}
+
+// ScopeStore answers which devices lie in a scope: the devices of the
+// users who are members of one of a set of groups, directly or through
+// subgroups at any depth. groups is never empty (an unscoped administrator
+// needs no store); unknown group IDs match nobody. Each method is one
+// statement, whatever the number of groups or devices.
+type ScopeStore interface {
+	// UserInScope reports whether the user is in scope. An unknown user is
+	// not.
+	UserInScope(ctx context.Context, groups []string, userID string) (bool, error)
+	// ScopedDevices returns the devices in scope matching q, in ID order,
+	// paged as device.Store.ListDevices.
+	ScopedDevices(ctx context.Context, groups []string, q device.Query) ([]*device.Device, error)
+	// DevicesInScope returns those of ids (distinct) that name a device in
+	// scope, in no particular order; unknown IDs are left out.
+	DevicesInScope(ctx context.Context, groups []string, ids []string) ([]string, error)
 }

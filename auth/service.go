@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custos-uem/custos/audit"
+	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/pki"
@@ -73,6 +74,9 @@ type Service struct {
 	// Audit, when set, records refused requests whose token identifies an
 	// administrator (a revoked or expired token): outcome "denied".
 	Audit *audit.Logger
+	// Scope answers the scope questions of scoped administrators; with no
+	// store, every question about a scoped administrator fails (closed).
+	Scope ScopeStore
 	Now   func() time.Time
 	Rand  io.Reader
 
@@ -189,6 +193,130 @@ func (s *Service) CreateToken(ctx context.Context, adminID, name string, ttl tim
 		return "", nil, fmt.Errorf("auth: create token: %w", err)
 	}
 	return plain, t, nil
+}
+
+// Administrator limits.
+const (
+	MaxUsername    = 64
+	MaxDisplayName = 128
+	// MaxScopeGroups bounds an administrator's scope: a scope is a few
+	// organisational units, and every scope check walks all of them.
+	MaxScopeGroups = 100
+)
+
+// NewAdmin is what CreateAdmin needs. The caller checks that the scope
+// groups exist (auth does not know groups).
+type NewAdmin struct {
+	Username    string
+	DisplayName string
+	ScopeGroups []string
+}
+
+// ErrUsernameTaken answers a duplicate administrator username.
+var ErrUsernameTaken = errs.E(errs.Conflict, "admin_username_taken", "another administrator has this username")
+
+// CreateAdmin creates an administrator (role RoleSecurityAdmin until roles
+// arrive). Usernames are stored in lower case: a-z, 0-9, '.', '_', '-'.
+// Repeated scope groups are stored once.
+func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (*Admin, error) {
+	fields := map[string]string{}
+	username := strings.ToLower(strings.TrimSpace(in.Username))
+	if username == "" || len(username) > MaxUsername || strings.IndexFunc(username, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}) >= 0 {
+		fields["username"] = "1 to 64 of a-z 0-9 . _ -"
+	}
+	display := strings.TrimSpace(in.DisplayName)
+	if len(display) > MaxDisplayName || !utf8.ValidString(display) || strings.IndexFunc(display, unicode.IsControl) >= 0 {
+		fields["display_name"] = "at most 128 printable characters"
+	}
+	var scope []string
+	seen := map[string]bool{}
+	for _, g := range in.ScopeGroups {
+		if g == "" || len(g) > 64 {
+			fields["scope_groups"] = "group IDs"
+			break
+		}
+		if !seen[g] {
+			seen[g] = true
+			scope = append(scope, g)
+		}
+	}
+	if len(scope) > MaxScopeGroups {
+		fields["scope_groups"] = fmt.Sprintf("at most %d groups", MaxScopeGroups)
+	}
+	if len(fields) > 0 {
+		e := errs.E(errs.Invalid, "invalid_admin", "the administrator is invalid")
+		e.Fields = fields
+		return nil, e
+	}
+	if display == "" {
+		display = username
+	}
+	a := &Admin{ID: id.New(), Username: username, DisplayName: display, Role: RoleSecurityAdmin, ScopeGroups: scope, CreatedAt: s.now()}
+	if err := s.Admins.CreateAdmin(ctx, a); err != nil {
+		if errors.Is(err, errs.ErrConflict) {
+			return nil, errs.Wrap(ErrUsernameTaken.Kind, ErrUsernameTaken.Code, ErrUsernameTaken.Message, err)
+		}
+		return nil, fmt.Errorf("auth: create administrator: %w", err)
+	}
+	return a, nil
+}
+
+// ListAdmins lists every administrator in ID order.
+func (s *Service) ListAdmins(ctx context.Context) ([]*Admin, error) {
+	return s.Admins.ListAdmins(ctx)
+}
+
+// errNoScopeStore fails the scope questions of a scoped administrator
+// when the Service was built without a ScopeStore: refusing is safer than
+// answering as if unscoped.
+var errNoScopeStore = errors.New("auth: scoped administrator, but no scope store")
+
+// UserInScope reports whether the user's devices are in a's scope (always,
+// for an unscoped administrator).
+func (s *Service) UserInScope(ctx context.Context, a *Admin, userID string) (bool, error) {
+	if !a.Scoped() {
+		return true, nil
+	}
+	if s.Scope == nil {
+		return false, errNoScopeStore
+	}
+	ok, err := s.Scope.UserInScope(ctx, a.ScopeGroups, userID)
+	if err != nil {
+		return false, fmt.Errorf("auth: scope of %s: %w", a.ID, err)
+	}
+	return ok, nil
+}
+
+// DevicesOutOfScope returns how many of ids (distinct) do not name a
+// device in a's scope, unknown IDs included; 0 for an unscoped
+// administrator.
+func (s *Service) DevicesOutOfScope(ctx context.Context, a *Admin, ids []string) (int, error) {
+	if !a.Scoped() {
+		return 0, nil
+	}
+	if s.Scope == nil {
+		return 0, errNoScopeStore
+	}
+	in, err := s.Scope.DevicesInScope(ctx, a.ScopeGroups, ids)
+	if err != nil {
+		return 0, fmt.Errorf("auth: scope of %s: %w", a.ID, err)
+	}
+	return len(ids) - len(in), nil
+}
+
+// ScopedDevices lists the devices matching q in a's scope (a must be
+// scoped: an unscoped administrator lists the device store directly).
+func (s *Service) ScopedDevices(ctx context.Context, a *Admin, q device.Query) ([]*device.Device, error) {
+	if s.Scope == nil {
+		return nil, errNoScopeStore
+	}
+	ds, err := s.Scope.ScopedDevices(ctx, a.ScopeGroups, q)
+	if err != nil {
+		return nil, fmt.Errorf("auth: scoped devices of %s: %w", a.ID, err)
+	}
+	return ds, nil
 }
 
 // ListTokens lists every token, revoked ones too (never their values or

@@ -397,3 +397,49 @@ func TestMiddleware(t *testing.T) {
 		}
 	})
 }
+
+func TestCreateAdminAndScope(t *testing.T) {
+	forEach(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		s := &auth.Service{Admins: db, Tokens: db, Now: newClock().Now}
+		for _, tc := range []struct {
+			name  string
+			in    auth.NewAdmin
+			code  string
+			field string
+		}{
+			{"fail/empty username", auth.NewAdmin{}, "invalid_admin", "username"},
+			{"fail/username with a space", auth.NewAdmin{Username: "a b"}, "invalid_admin", "username"},
+			{"fail/control character in the name", auth.NewAdmin{Username: "x", DisplayName: "a\x1b[2J"}, "invalid_admin", "display_name"},
+			{"fail/too many scope groups", auth.NewAdmin{Username: "x", ScopeGroups: make([]string, auth.MaxScopeGroups+1)}, "invalid_admin", "scope_groups"},
+			{"ok/scoped, repeats once", auth.NewAdmin{Username: "Eve", ScopeGroups: []string{"g1", "g1", "g2"}}, "", ""},
+			{"fail/duplicate username", auth.NewAdmin{Username: "EVE"}, "admin_username_taken", ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				a, err := s.CreateAdmin(ctx, tc.in)
+				if tc.code == "" {
+					if err != nil || a.Username != "eve" || len(a.ScopeGroups) != 2 || !a.Scoped() {
+						t.Fatalf("%v %v", a, err)
+					}
+					return
+				}
+				var e *errs.Error
+				if !errors.As(err, &e) || e.Code != tc.code || (tc.field != "" && e.Fields[tc.field] == "") {
+					t.Errorf("error %v, want %s on %s", err, tc.code, tc.field)
+				}
+			})
+		}
+		// Without a scope store a scoped administrator is refused, never
+		// treated as unscoped.
+		scoped := &auth.Admin{ID: "x", ScopeGroups: []string{"g"}}
+		if ok, err := s.UserInScope(ctx, scoped, "u"); ok || err == nil {
+			t.Errorf("no scope store: %v %v", ok, err)
+		}
+		if n, err := s.DevicesOutOfScope(ctx, scoped, []string{"d"}); err == nil {
+			t.Errorf("no scope store: %d %v", n, err)
+		}
+		if ok, err := s.UserInScope(ctx, &auth.Admin{ID: "root"}, "u"); !ok || err != nil {
+			t.Errorf("unscoped: %v %v", ok, err)
+		}
+	})
+}

@@ -2,27 +2,46 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/custos-uem/custos/auth"
+	"github.com/custos-uem/custos/device"
 )
 
 var (
 	_ auth.AdminStore = (*DB)(nil)
 	_ auth.TokenStore = (*DB)(nil)
+	_ auth.ScopeStore = (*DB)(nil)
 )
 
-const adminColumns = `id, username, display_name, role, created_at`
+const adminColumns = `id, username, display_name, role, scope_groups, created_at`
 
 func scanAdmin(s scanner) (*auth.Admin, error) {
 	a := new(auth.Admin)
-	return a, s.Scan(&a.ID, &a.Username, &a.DisplayName, &a.Role, timeDest{&a.CreatedAt})
+	if err := s.Scan(&a.ID, &a.Username, &a.DisplayName, &a.Role, jsonDest{&a.ScopeGroups}, timeDest{&a.CreatedAt}); err != nil {
+		return nil, err
+	}
+	if len(a.ScopeGroups) == 0 {
+		a.ScopeGroups = nil // '[]': unscoped, read back as the zero value
+	}
+	return a, nil
 }
 
 // CreateAdmin implements auth.AdminStore.
 func (db *DB) CreateAdmin(ctx context.Context, a *auth.Admin) error {
-	_, err := db.exec(ctx, "create admin "+a.ID, `INSERT INTO admins (`+adminColumns+`) VALUES ($1, $2, $3, $4, $5)`,
-		a.ID, a.Username, a.DisplayName, a.Role, micros(a.CreatedAt))
+	op := "create admin " + a.ID
+	scope := a.ScopeGroups
+	if scope == nil {
+		scope = []string{}
+	}
+	scopeJSON, err := jsonText(op, scope)
+	if err != nil {
+		return err
+	}
+	_, err = db.exec(ctx, op, `INSERT INTO admins (`+adminColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		a.ID, a.Username, a.DisplayName, a.Role, scopeJSON, micros(a.CreatedAt))
 	return err
 }
 
@@ -74,4 +93,89 @@ func (db *DB) RevokeToken(ctx context.Context, id string, now time.Time) error {
 func (db *DB) TouchToken(ctx context.Context, id string, now time.Time) error {
 	_, err := db.exec(ctx, "touch token "+id, `UPDATE api_tokens SET last_used_at = $2 WHERE id = $1`, id, micros(now))
 	return err
+}
+
+// textSet binds ids as one parameter of f and returns the condition
+// "column is one of them": an array on PostgreSQL, a JSON array walked by
+// json_each on SQLite, so that the statement text does not vary with the
+// number of IDs (see idSet).
+func (db *DB) textSet(f *filter, column string, ids []string) (string, error) {
+	if db.backend == Postgres {
+		return column + ` = ANY(` + f.param(ids) + `::text[])`, nil
+	}
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return "", err
+	}
+	return column + ` IN (SELECT value FROM json_each(` + f.param(string(b)) + `))`, nil
+}
+
+// scopeUsers starts f with the scope's groups and returns a WITH clause
+// naming as "scope_users" the users who are members of one of them or of a
+// subgroup at any depth. UNION drops repeats, so a diamond is walked once
+// and a cycle (which AddSubgroup prevents anyway) would end.
+func (db *DB) scopeUsers(f *filter, groups []string) (string, error) {
+	cond, err := db.textSet(f, "id", groups)
+	if err != nil {
+		return "", err
+	}
+	return `WITH RECURSIVE scope_groups (id) AS (
+		SELECT id FROM groups WHERE ` + cond + `
+		UNION
+		SELECT s.child_id FROM group_subgroups s JOIN scope_groups ON s.parent_id = scope_groups.id
+	), scope_users (id) AS (
+		SELECT DISTINCT user_id FROM group_members WHERE group_id IN (SELECT id FROM scope_groups)
+	) `, nil
+}
+
+// UserInScope implements auth.ScopeStore.
+func (db *DB) UserInScope(ctx context.Context, groups []string, userID string) (bool, error) {
+	op := "user " + userID + " in scope"
+	var f filter
+	with, err := db.scopeUsers(&f, groups)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: %s: encode: %w", op, err)
+	}
+	n, err := one(ctx, db.reader(), scanNestingCount, op, with+`SELECT count(*) FROM scope_users WHERE id = `+f.param(userID), f.args...)
+	return n > 0, err
+}
+
+// ScopedDevices implements auth.ScopeStore.
+func (db *DB) ScopedDevices(ctx context.Context, groups []string, q device.Query) ([]*device.Device, error) {
+	op := "list scoped devices"
+	var f filter
+	with, err := db.scopeUsers(&f, groups)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: encode: %w", op, err)
+	}
+	f.conds = append(f.conds, `user_id IN (SELECT id FROM scope_users)`)
+	f.add("id > ?", q.After)
+	if q.UserID != "" {
+		f.add("user_id = ?", q.UserID)
+	}
+	if q.HardwareID != "" {
+		f.add("hardware_id = ?", q.HardwareID)
+	}
+	if q.State != "" {
+		f.add("state = ?", string(q.State))
+	}
+	query := with + `SELECT ` + deviceColumns + ` FROM devices` + f.where() +
+		` ORDER BY id LIMIT ` + f.param(pageSize(q.Limit, device.MaxPage))
+	return list(ctx, db.reader(), scanDevice, op, query, f.args...)
+}
+
+// DevicesInScope implements auth.ScopeStore.
+func (db *DB) DevicesInScope(ctx context.Context, groups []string, ids []string) ([]string, error) {
+	op := fmt.Sprintf("%d devices in scope", len(ids))
+	var f filter
+	with, err := db.scopeUsers(&f, groups)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: encode: %w", op, err)
+	}
+	cond, err := db.textSet(&f, "id", ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: encode: %w", op, err)
+	}
+	return list(ctx, db.reader(), scanString, op, with+`SELECT id FROM devices WHERE `+cond+
+		` AND user_id IN (SELECT id FROM scope_users)`, f.args...)
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -27,9 +28,12 @@ import (
 	"github.com/custos-uem/custos/api"
 	"github.com/custos-uem/custos/audit"
 	"github.com/custos-uem/custos/auth"
+	"github.com/custos-uem/custos/command"
+	"github.com/custos-uem/custos/compliance"
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/pki"
+	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/sqlstore"
 	"github.com/custos-uem/custos/sqlstore/sqltest"
 	"github.com/custos-uem/custos/user"
@@ -62,9 +66,25 @@ type Env struct {
 	Users      *user.Service
 	Auth       *auth.Service
 	Audit      *audit.Logger
+	Commands   *command.Service
+	Policies   *policy.Service
+	Compliance *compliance.Engine
 	// FailAudit, when set, makes every audit append fail (the store is
 	// down for the audit trail only).
 	FailAudit atomic.Bool
+
+	mu      sync.Mutex
+	changed []string // devices the policy service told of a change
+}
+
+// Changed returns, and forgets, the devices the policy service has told
+// that their configuration may have changed, in the order told.
+func (e *Env) Changed() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.changed
+	e.changed = nil
+	return out
 }
 
 type auditStore struct {
@@ -102,7 +122,16 @@ func New(t testing.TB, backend string, useTLS bool) *Env {
 	e.Devices = &device.Service{Store: db, Remover: db, OnRemove: ca.InvalidateCRL, Now: clk.Now}
 	e.Users = &user.Service{Store: db, Devices: e.Devices, Now: clk.Now}
 	e.Audit = &audit.Logger{Store: auditStore{Store: db, fail: &e.FailAudit}, Now: clk.Now}
-	e.Auth = &auth.Service{Admins: db, Tokens: db, Audit: e.Audit, Now: clk.Now}
+	e.Auth = &auth.Service{Admins: db, Tokens: db, Scope: db, Audit: e.Audit, Now: clk.Now}
+	e.Commands = &command.Service{Store: db, Now: clk.Now}
+	e.Policies = &policy.Service{Store: db, Now: clk.Now, Changed: func(_ context.Context, ids []string) error {
+		e.mu.Lock()
+		e.changed = append(e.changed, ids...)
+		e.mu.Unlock()
+		return nil
+	}}
+	e.Compliance = &compliance.Engine{Store: db, Devices: db, Commands: e.Commands, Remove: e.Devices.Remove, Now: clk.Now,
+		Profile: e.complianceProfile}
 	if _, path, err := e.Auth.Bootstrap(ctx, dir); err != nil {
 		t.Fatal(err)
 	} else {
@@ -119,7 +148,7 @@ func New(t testing.TB, backend string, useTLS bool) *Env {
 	e.AdminID = admins[0].ID
 
 	rt := httpx.NewRouter(device.CertAuth(db, httpx.WriteError), e.Auth.Middleware(httpx.WriteError))
-	api.New(api.Deps{Users: e.Users, Activation: e.Activation, Devices: e.Devices, Auth: e.Auth, Audit: e.Audit}).Register(rt)
+	api.New(e.Deps()).Register(rt)
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("CUSTOS_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -133,6 +162,31 @@ func New(t testing.TB, backend string, useTLS bool) *Env {
 	t.Cleanup(e.Server.Close)
 	e.URL = e.Server.URL
 	return e
+}
+
+// Deps are the services of e as the API takes them.
+func (e *Env) Deps() api.Deps {
+	return api.Deps{Users: e.Users, Activation: e.Activation, Devices: e.Devices, Auth: e.Auth, Audit: e.Audit,
+		Commands: e.Commands, Policies: e.Policies, Compliance: e.Compliance}
+}
+
+// complianceProfile is the compliance profile of d: the settings of the
+// compliance policy of its effective configuration, if any.
+func (e *Env) complianceProfile(ctx context.Context, d *device.Device) (*compliance.Profile, error) {
+	eff, err := e.Policies.Effective(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range eff.Items {
+		if it.Kind == policy.Compliance {
+			raw, err := json.Marshal(it.Payload)
+			if err != nil {
+				return nil, err
+			}
+			return compliance.ParseProfile(raw)
+		}
+	}
+	return nil, nil
 }
 
 // EnrollDevice activates and enrolls a device for the user with login and

@@ -84,6 +84,11 @@ func testCreateAdmin(t *testing.T, s Stores) {
 		{"fail/duplicate username", newAdmin("root"), errs.ErrConflict},
 		{"ok/hostile strings", &auth.Admin{ID: id.New(), Username: usertest.SQLInject, DisplayName: usertest.ScriptTag,
 			Role: auth.RoleSecurityAdmin, CreatedAt: t0}, nil},
+		{"ok/scoped", &auth.Admin{ID: id.New(), Username: "scoped", DisplayName: "Scoped", Role: auth.RoleSecurityAdmin,
+			ScopeGroups: []string{id.New(), id.New()}, CreatedAt: t0}, nil},
+		// An empty scope is stored as unscoped and read back as nil.
+		{"ok/empty scope is none", &auth.Admin{ID: id.New(), Username: "empty", Role: auth.RoleSecurityAdmin,
+			ScopeGroups: []string{}, CreatedAt: t0}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +96,11 @@ func testCreateAdmin(t *testing.T, s Stores) {
 			if tc.want == nil {
 				got, err := s.Admin(ctx, tc.a.ID)
 				storetest.WantErr(t, "Admin", err, nil)
-				storetest.WantEqual(t, "Admin", got, tc.a)
+				want := *tc.a
+				if len(want.ScopeGroups) == 0 {
+					want.ScopeGroups = nil
+				}
+				storetest.WantEqual(t, "Admin", got, &want)
 			}
 		})
 	}

@@ -58,6 +58,9 @@ func adminVerbs() []adminVerb {
 		{"groups", "members", "ID", "list the users of a group", groupsMembers},
 		{"groups", "add-member", "ID USER-ID|LOGIN", "add a user to a group", groupsAddMember},
 		{"groups", "remove-member", "ID USER-ID|LOGIN", "remove a user from a group", groupsRemoveMember},
+		{"groups", "subgroups", "ID", "list the direct subgroups of a group", groupsSubgroups},
+		{"groups", "add-subgroup", "ID CHILD-ID", "nest a group: its members get what the group has", groupsAddSubgroup},
+		{"groups", "remove-subgroup", "ID CHILD-ID", "take a subgroup out of a group", groupsRemoveSubgroup},
 		{"profiles", "list", "", "list activation profiles", profileRes.list},
 		{"profiles", "get", "ID", "show an activation profile", profileRes.get},
 		{"profiles", "add", "--name N --type PLATFORM=TYPE... [--description D] [--rank N] [--max-devices N]", "create an activation profile", profilesAdd},
@@ -67,6 +70,23 @@ func adminVerbs() []adminVerb {
 		{"devices", "list", "[--user ID|LOGIN] [--state S] [--after ID] [--limit N]", "list devices with their user", devicesList},
 		{"devices", "get", "ID", "show a device with its inventory", devicesGet},
 		{"devices", "remove", "ID", "remove a device (its certificate is revoked)", deviceRes.delete},
+		{"devices", "command", "ID TYPE [--priority N] [--payload JSON|@FILE] [--expires 24h]", "queue a command (lock, restart, message, …) for a device", devicesCommand},
+		{"devices", "commands", "ID [--history] [--after ID] [--limit N]", "list a device's queued commands (--history: the completed ones)", devicesCommands},
+		{"devices", "configuration", "ID", "show a device's effective configuration and what it applied", devicesConfiguration},
+		{"devices", "compliance", "ID", "show a device's compliance state", devicesCompliance},
+		{"commands", "get", "ID", "show a command and its result", commandRes.get},
+		{"commands", "cancel", "ID", "cancel an open command", commandsCancel},
+		{"commands", "send", "--devices ID,ID...|@FILE TYPE [--priority N] [--payload JSON|@FILE] [--expires 24h]", "queue one command for many devices, all or none", commandsSend},
+		{"policies", "list", "[--kind K] [--after ID] [--limit N]", "list IT policies and profiles", policiesList},
+		{"policies", "get", "ID", "show a policy (secrets read ***)", policyRes.get},
+		{"policies", "add", "--kind K --name N --settings JSON|@FILE [--description D] [--rank N] [--platforms P,P]", "create a policy", policiesAdd},
+		{"policies", "update", "ID [--name N] [--description D] [--rank N] [--platforms P,P] [--settings JSON|@FILE]", "change a policy", policyRes.update},
+		{"policies", "delete", "ID", "delete a policy and its assignments", policyRes.delete},
+		{"policies", "assign", "ID user|group TARGET-ID|LOGIN", "assign a policy to a user or a group", policiesAssign},
+		{"policies", "unassign", "ID user|group TARGET-ID|LOGIN", "remove an assignment", policiesUnassign},
+		{"policies", "assignments", "ID", "list who a policy is assigned to", policiesAssignments},
+		{"admins", "list", "", "list administrators and their scopes", adminRes.list},
+		{"admins", "add", "--username U [--name N] [--scope GROUP-ID,...]", "create an administrator, optionally limited to some groups' devices, with a first token (shown once)", adminsAdd},
 		{"tokens", "list", "", "list API tokens", tokenRes.list},
 		{"tokens", "add", "--name N [--expires 720h]", "create an API token (shown once)", tokensAdd},
 		{"tokens", "revoke", "ID", "revoke an API token", tokenRes.delete},
@@ -1038,4 +1058,315 @@ func auditList(x *adminCmd, args []string) error {
 		}},
 		col("REQUEST", "request_id"),
 	}, "before")
+}
+
+func groupsSubgroups(x *adminCmd, args []string) error {
+	id, err := x.idArg(groupRes, args)
+	if err != nil {
+		return err
+	}
+	return x.list(groupRes.at(id)+"/subgroups", nil, groupRes.cols, "")
+}
+
+func groupsAddSubgroup(x *adminCmd, args []string) error {
+	pos, err := x.parse(args, 2)
+	if err != nil {
+		return err
+	}
+	return x.change("POST", groupRes.at(pos[0])+"/subgroups", map[string]any{"group_id": pos[1]}, "group %s is now a subgroup of %s", clean(pos[1]), clean(pos[0]))
+}
+
+func groupsRemoveSubgroup(x *adminCmd, args []string) error {
+	pos, err := x.parse(args, 2)
+	if err != nil {
+		return err
+	}
+	return x.change("DELETE", groupRes.at(pos[0])+"/subgroups"+seg(pos[1]), nil, "group %s is no longer a subgroup of %s", clean(pos[1]), clean(pos[0]))
+}
+
+// jsonValue is a flag holding JSON given inline or, as @FILE, in a file.
+type jsonValue struct{ raw json.RawMessage }
+
+func (j *jsonValue) String() string {
+	if j == nil {
+		return ""
+	}
+	return string(j.raw)
+}
+
+func (j *jsonValue) Get() any { return j.raw }
+
+func (j *jsonValue) Set(v string) error {
+	b, err := readArg(v)
+	if err != nil {
+		return err
+	}
+	if !json.Valid(b) {
+		return errors.New("not valid JSON")
+	}
+	j.raw = json.RawMessage(bytes.TrimSpace(b))
+	return nil
+}
+
+// readArg returns v, or the contents of the file v names as @FILE.
+func readArg(v string) ([]byte, error) {
+	if name, ok := strings.CutPrefix(v, "@"); ok {
+		return os.ReadFile(name)
+	}
+	return []byte(v), nil
+}
+
+// listValue is a flag holding a comma-separated list.
+type listValue []string
+
+func (l *listValue) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *listValue) Get() any { return []string(*l) }
+
+func (l *listValue) Set(v string) error {
+	*l = splitList(v)
+	return nil
+}
+
+// splitList splits a comma- (or, in a file, line-) separated list,
+// dropping empty entries.
+func splitList(v string) []string {
+	out := []string{}
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' || r == '\t' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+func jsonFlag(fs *flag.FlagSet, name, usage string) { fs.Var(&jsonValue{}, name, usage) }
+func listFlag(fs *flag.FlagSet, name, usage string) { fs.Var(&listValue{}, name, usage) }
+
+var commandCols = []column{
+	col("ID", "id"), col("TYPE", "type"), col("PRIORITY", "priority"), col("STATUS", "status"), col("CREATED", "created_at"),
+	col("EXPIRES", "expires_at"), col("DELIVERIES", "deliveries"), col("COMPLETED", "completed_at"), col("MESSAGE", "message"),
+}
+
+var commandRes = &adminResource{
+	path:  "/commands",
+	order: []string{"id", "device_id", "type", "priority", "status", "payload", "created_by", "created_at", "expires_at", "deliveries", "sent_at", "completed_at", "message", "result"},
+	fields: []field{
+		{"priority", "priority", "0 to 100, higher first (default by type)", intFlag},
+		{"payload", "payload", "the type's parameters as JSON, or @FILE", jsonFlag},
+		{"expires", "expires_in", "lifetime as a Go duration, e.g. 24h (default 168h)", stringFlag},
+	},
+}
+
+// commandBody is the body of a command from the verb's flags and type.
+func (x *adminCmd) commandBody(typ string) map[string]any {
+	in := x.given(commandRes.fields)
+	if in["expires_in"] == "" {
+		delete(in, "expires_in")
+	}
+	in["type"] = typ
+	return in
+}
+
+func devicesCommand(x *adminCmd, args []string) error {
+	x.defineFlags(commandRes.fields)
+	pos, err := x.parse(args, 2)
+	if err != nil {
+		return err
+	}
+	m, raw, err := x.do("POST", deviceRes.at(pos[0])+"/commands", nil, x.commandBody(pos[1]))
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return x.done("a %s command is already pending for device %s", clean(pos[1]), clean(pos[0]))
+	}
+	if x.json {
+		return x.printJSON(raw)
+	}
+	return x.show(m, commandRes.order...)
+}
+
+func devicesCommands(x *adminCmd, args []string) error {
+	fs := x.flags()
+	history := fs.Bool("history", false, "list the completed commands instead of the queue")
+	after, limit := pageQuery(fs)
+	pos, err := x.parse(args, 1)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"status": {"open"}}
+	if *history {
+		q.Set("status", "final")
+	}
+	return x.list(deviceRes.at(pos[0])+"/commands", addPage(q, *after, *limit), commandCols, "after")
+}
+
+func devicesConfiguration(x *adminCmd, args []string) error {
+	id, err := x.idArg(deviceRes, args)
+	if err != nil {
+		return err
+	}
+	return x.print("GET", deviceRes.at(id)+"/configuration", nil, nil, func(m map[string]any) error {
+		items, _ := m["items"].([]any)
+		delete(m, "items")
+		if err := x.show(m, "device_id", "version", "device_version", "up_to_date", "reported_version"); err != nil {
+			return err
+		}
+		fmt.Fprintf(x.stdout, "\nitems (%d):\n", len(items))
+		tw := tabwriter.NewWriter(x.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tNAME\tREVISION\tVIA\tSTATUS\tERROR")
+		for _, it := range items {
+			im, _ := it.(map[string]any)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(im["id"]), cell(im["kind"]), cell(im["name"]), cell(im["revision"]), cell(im["via"]), cell(im["status"]), cell(im["error"]))
+		}
+		return tw.Flush()
+	})
+}
+
+func devicesCompliance(x *adminCmd, args []string) error {
+	id, err := x.idArg(deviceRes, args)
+	if err != nil {
+		return err
+	}
+	return x.print("GET", deviceRes.at(id)+"/compliance", nil, nil, func(m map[string]any) error {
+		return x.show(m, "device_id", "status", "violations", "since", "step", "untrusted", "quarantined", "profile_id", "updated_at")
+	})
+}
+
+func commandsCancel(x *adminCmd, args []string) error {
+	id, err := x.idArg(commandRes, args)
+	if err != nil {
+		return err
+	}
+	return commandRes.send(x, "POST", commandRes.at(id)+"/cancel", nil)
+}
+
+func commandsSend(x *adminCmd, args []string) error {
+	x.defineFlags(commandRes.fields)
+	devices := x.fs.String("devices", "", "device IDs, comma-separated, or @FILE with one per line")
+	pos, err := x.parse(args, 1)
+	if err != nil {
+		return err
+	}
+	if *devices == "" {
+		return x.usage()
+	}
+	b, err := readArg(*devices)
+	if err != nil {
+		return err
+	}
+	in := x.commandBody(pos[0])
+	in["device_ids"] = splitList(string(b))
+	return x.print("POST", commandRes.path, nil, in, func(m map[string]any) error {
+		return x.done("queued %s %s command(s)", cell(m["count"]), clean(pos[0]))
+	})
+}
+
+var policyRes = &adminResource{
+	path: "/policies", deleted: "deleted policy %s", paged: true,
+	cols:  []column{col("ID", "id"), col("KIND", "kind"), col("NAME", "name"), col("RANK", "rank"), col("REVISION", "revision"), col("PLATFORMS", "platforms")},
+	order: []string{"id", "kind", "name", "description", "rank", "platforms", "revision", "settings", "created_at", "updated_at"},
+	fields: []field{
+		{"name", "name", "policy name", stringFlag},
+		{"description", "description", "description", stringFlag},
+		{"rank", "rank", "rank: the lowest wins among a user's groups (default 100)", intFlag},
+		{"platforms", "platforms", "only these platforms, comma-separated (default: all)", listFlag},
+		{"settings", "settings", "the kind's settings as JSON, or @FILE", jsonFlag},
+	},
+}
+
+func policiesList(x *adminCmd, args []string) error {
+	kind := x.flags().String("kind", "", "only policies of this kind")
+	return policyRes.listBy(x, args, func(q url.Values) error {
+		if *kind != "" {
+			q.Set("kind", *kind)
+		}
+		return nil
+	})
+}
+
+func policiesAdd(x *adminCmd, args []string) error {
+	fields := append([]field{{"kind", "kind", "it_policy, wifi, vpn, email, connectivity, certificate, app_config, software_release or compliance", stringFlag}}, policyRes.fields...)
+	if err := x.addArgs(fields, args, "kind", "name", "settings"); err != nil {
+		return err
+	}
+	return policyRes.send(x, "POST", policyRes.path, x.given(fields))
+}
+
+// target parses "ID user|group TARGET" and resolves a user's login.
+func (x *adminCmd) target(args []string) (policyID, kind, target string, err error) {
+	pos, err := x.parse(args, 3)
+	if err != nil {
+		return "", "", "", err
+	}
+	policyID, kind, target = pos[0], pos[1], pos[2]
+	switch kind {
+	case "user":
+		target, err = x.userID(target)
+	case "group":
+	default:
+		return "", "", "", x.usage()
+	}
+	return policyID, kind, target, err
+}
+
+func policiesAssign(x *adminCmd, args []string) error {
+	pid, kind, target, err := x.target(args)
+	if err != nil {
+		return err
+	}
+	return x.change("POST", policyRes.at(pid)+"/assignments", map[string]any{"target_kind": kind, "target_id": target}, "assigned policy %s to %s %s", clean(pid), kind, clean(target))
+}
+
+func policiesUnassign(x *adminCmd, args []string) error {
+	pid, kind, target, err := x.target(args)
+	if err != nil {
+		return err
+	}
+	return x.change("DELETE", policyRes.at(pid)+"/assignments"+seg(kind)+seg(target), nil, "unassigned policy %s from %s %s", clean(pid), kind, clean(target))
+}
+
+func policiesAssignments(x *adminCmd, args []string) error {
+	id, err := x.idArg(policyRes, args)
+	if err != nil {
+		return err
+	}
+	return x.list(policyRes.at(id)+"/assignments", nil, []column{col("KIND", "target_kind"), col("TARGET", "target_id"), col("SINCE", "created_at")}, "")
+}
+
+var adminRes = &adminResource{
+	path: "/admins",
+	cols: []column{col("ID", "id"), col("USERNAME", "username"), col("NAME", "display_name"), col("ROLE", "role"),
+		{"SCOPE", func(m map[string]any) string {
+			gs, _ := m["scope_groups"].([]any)
+			if len(gs) == 0 {
+				return "all devices"
+			}
+			s := make([]string, len(gs))
+			for i, g := range gs {
+				s[i] = cell(g)
+			}
+			return strings.Join(s, ",")
+		}}, col("CREATED", "created_at")},
+	fields: []field{
+		{"username", "username", "username (a-z 0-9 . _ -)", stringFlag},
+		{"name", "display_name", "display name", stringFlag},
+		{"scope", "scope_groups", "limit to the devices of these groups' users, comma-separated group IDs (default: all devices)", listFlag},
+	},
+}
+
+func adminsAdd(x *adminCmd, args []string) error {
+	if err := x.addArgs(adminRes.fields, args, "username"); err != nil {
+		return err
+	}
+	return x.print("POST", adminRes.path, nil, x.given(adminRes.fields), func(m map[string]any) error {
+		tok, _ := m["token"].(map[string]any)
+		scope := adminRes.cols[4].get(m)
+		_, err := fmt.Fprintf(x.stdout, "administrator: %s\nid:            %s\nscope:         %s\ntoken:         %s\nThe token is shown only this once.\n", cell(m["username"]), cell(m["id"]), scope, cell(tok["token"]))
+		return err
+	})
 }

@@ -412,3 +412,118 @@ func TestAdminCLIVerbs(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminCLIPoliciesCommandsAdmins drives the verbs of policies,
+// commands, nested groups and scoped administrators against the API.
+func TestAdminCLIPoliciesCommandsAdmins(t *testing.T) {
+	for _, b := range sqltest.Backends(t) {
+		t.Run(b, func(t *testing.T) {
+			e := apitest.New(t, b, false)
+			a := newAdminRun(t, e)
+
+			uid := a.json("users", "add", "--email", "gil@example.com")["id"].(string)
+			pw := passwordLine.FindStringSubmatch(a.ok("users", "password", uid))
+			dev := e.EnrollDevice(t, "gil@example.com", pw[1], "hw-gil", "gil-phone")
+			east := a.json("groups", "add", "--name", "east")["id"].(string)
+			field := a.json("groups", "add", "--name", "east-field")["id"].(string)
+			if out := a.ok("groups", "add-subgroup", east, field); !strings.Contains(out, "subgroup") {
+				t.Errorf("add-subgroup: %s", out)
+			}
+			_, _, err := a.run("groups", "add-subgroup", field, east)
+			apiErr(t, err, "group_cycle")
+			if out := a.ok("groups", "subgroups", east); !strings.Contains(out, field) {
+				t.Errorf("subgroups:\n%s", out)
+			}
+			a.ok("groups", "add-member", field, "gil")
+
+			// Policies: settings inline or from a file; secrets never shown.
+			settings := filepath.Join(t.TempDir(), "wifi.json")
+			os.WriteFile(settings, []byte(`{"ssid":"office","security":"wpa2_personal","passphrase":"correct horse battery"}`), 0o600)
+			p := a.json("policies", "add", "--kind", "wifi", "--name", "Office", "--settings", "@"+settings, "--platforms", "linux,android")
+			pid := p["id"].(string)
+			if len(p["platforms"].([]any)) != 2 {
+				t.Errorf("policies add: %v", p)
+			}
+			_, _, err = a.run("policies", "add", "--kind", "it_policy", "--name", "bad", "--settings", `{"password_min_length":-1,"password_required":true}`)
+			apiErr(t, err, "invalid_policy")
+			if !strings.Contains(err.Error(), "settings.password_min_length:") {
+				t.Errorf("field errors not shown: %v", err)
+			}
+			if out := a.ok("policies", "get", pid); strings.Contains(out, "correct horse") || !strings.Contains(out, "***") {
+				t.Errorf("policies get:\n%s", out)
+			}
+			if out := a.ok("policies", "list", "--kind", "wifi"); !strings.Contains(out, "Office") {
+				t.Errorf("policies list:\n%s", out)
+			}
+			a.ok("policies", "update", pid, "--rank", "5")
+			a.ok("policies", "assign", pid, "group", east)
+			if out := a.ok("policies", "assignments", pid); !strings.Contains(out, east) {
+				t.Errorf("assignments:\n%s", out)
+			}
+			cfg := a.ok("devices", "configuration", dev)
+			if !strings.Contains(cfg, pid) || !strings.Contains(cfg, "pending") || strings.Contains(cfg, "correct horse") {
+				t.Errorf("devices configuration:\n%s", cfg)
+			}
+			if out := a.ok("devices", "compliance", dev); !strings.Contains(out, "status:") {
+				t.Errorf("devices compliance:\n%s", out)
+			}
+
+			// Commands: queue, list, cancel, history; bulk from a file.
+			c := a.json("devices", "command", dev, "lock", "--priority", "95", "--expires", "24h")
+			cid := c["id"].(string)
+			if c["priority"] != float64(95) || c["status"] != "pending" {
+				t.Errorf("devices command: %v", c)
+			}
+			_, _, err = a.run("devices", "command", dev, "lock", "--priority", "101")
+			apiErr(t, err, "invalid_command")
+			if out := a.ok("devices", "commands", dev); !strings.Contains(out, cid) {
+				t.Errorf("devices commands:\n%s", out)
+			}
+			if out := a.ok("commands", "cancel", cid); !strings.Contains(out, "cancelled") {
+				t.Errorf("commands cancel:\n%s", out)
+			}
+			_, _, err = a.run("commands", "cancel", cid)
+			apiErr(t, err, "command_final")
+			if out := a.ok("devices", "commands", dev, "--history"); !strings.Contains(out, cid) || !strings.Contains(out, "cancelled") {
+				t.Errorf("history:\n%s", out)
+			}
+			if m := a.json("commands", "get", cid); m["status"] != "cancelled" {
+				t.Errorf("commands get: %v", m)
+			}
+			ids := filepath.Join(t.TempDir(), "devices.txt")
+			os.WriteFile(ids, []byte(dev+"\n"), 0o600)
+			if out := a.ok("commands", "send", "--devices", "@"+ids, "message", "--payload", `{"text":"hello"}`); out != "queued 1 message command(s)\n" {
+				t.Errorf("commands send: %q", out)
+			}
+			_, _, err = a.run("commands", "send", "--devices", dev+",0190a000-0000-7000-8000-000000000001", "restart")
+			apiErr(t, err, "device_not_found")
+
+			// Administrators: a scoped one sees only its groups' devices.
+			out := a.ok("admins", "add", "--username", "hal", "--scope", field)
+			tok := regexp.MustCompile(`token:\s+(cst_\S+)`).FindStringSubmatch(out)
+			if tok == nil || !strings.Contains(out, field) {
+				t.Fatalf("admins add: %s", out)
+			}
+			if out := a.ok("admins", "list"); !strings.Contains(out, "hal") || !strings.Contains(out, "all devices") {
+				t.Errorf("admins list:\n%s", out)
+			}
+			if out := a.ok("--token", tok[1], "devices", "list"); !strings.Contains(out, dev) {
+				t.Errorf("hal's devices:\n%s", out)
+			}
+			a.ok("groups", "remove-member", field, uid)
+			if out := a.ok("--token", tok[1], "devices", "list"); strings.Contains(out, dev) {
+				t.Errorf("hal sees a device outside his scope:\n%s", out)
+			}
+			_, _, err = a.run("--token", tok[1], "devices", "command", dev, "lock")
+			apiErr(t, err, "device_not_found")
+			_, _, err = a.run("--token", tok[1], "admins", "add", "--username", "ivy")
+			apiErr(t, err, "admin_scoped")
+
+			a.ok("groups", "remove-subgroup", east, field)
+			a.ok("policies", "unassign", pid, "group", east)
+			a.ok("policies", "delete", pid)
+			_, _, err = a.run("policies", "get", pid)
+			apiErr(t, err, "policy_not_found")
+		})
+	}
+}
