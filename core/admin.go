@@ -22,7 +22,7 @@ import (
 func (m *Main) adminRouter(ctx context.Context) (*httpx.Router, error) {
 	cfg := &m.Config
 	auditLog := &audit.Logger{Store: m.DB, Now: cfg.Now, Failures: audit.NewFailureCounter(m.Registry)}
-	authSvc := &auth.Service{Admins: m.DB, Tokens: m.DB, Audit: auditLog, Now: cfg.Now}
+	authSvc := &auth.Service{Admins: m.DB, Tokens: m.DB, Scope: m.DB, Audit: auditLog, Now: cfg.Now}
 	created, tokenPath, err := authSvc.Bootstrap(ctx, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap administrator: %w", err)
@@ -43,7 +43,8 @@ func (m *Main) adminRouter(ctx context.Context) (*httpx.Router, error) {
 	}
 	rt := httpx.NewRouter(device.CertAuth(m.DB, httpx.WriteError), authSvc.Middleware(httpx.WriteError))
 	users := &user.Service{Store: m.DB, Devices: m.Devices, Now: cfg.Now}
-	api.New(api.Deps{Users: users, Activation: m.Activation, Devices: m.Devices, Auth: authSvc, Audit: auditLog}).Register(rt)
+	api.New(api.Deps{Users: users, Activation: m.Activation, Devices: m.Devices, Auth: authSvc, Audit: auditLog,
+		Commands: m.Commands, Policies: m.Policies, Compliance: m.Compliance}).Register(rt)
 	return rt, nil
 }
 

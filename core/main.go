@@ -30,10 +30,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/custos-uem/custos/activation"
+	"github.com/custos-uem/custos/command"
+	"github.com/custos-uem/custos/compliance"
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/httpx"
+	"github.com/custos-uem/custos/notify"
 	"github.com/custos-uem/custos/pki"
 	agentproto "github.com/custos-uem/custos/platform/agent"
+	"github.com/custos-uem/custos/policy"
+	"github.com/custos-uem/custos/push"
 	"github.com/custos-uem/custos/sqlstore"
 )
 
@@ -86,6 +91,20 @@ type Config struct {
 	// (tests of slow clients shorten it).
 	ReadHeaderTimeout time.Duration
 
+	// Push is the push provider configuration (APNs, FCM, WNS
+	// credentials); providers without credentials are not used.
+	Push PushConfig
+	// PushSender, when set, replaces the senders built from Push (tests
+	// point it at local fakes of the providers).
+	PushSender push.Sender
+	// ComplianceInterval is how often every device is evaluated against
+	// its compliance profile (besides at each report); ExpiryInterval how
+	// often expired commands are swept. Each runs once per interval
+	// across all Core processes sharing the database. Zero takes the
+	// defaults; negative disables the job.
+	ComplianceInterval time.Duration
+	ExpiryInterval     time.Duration
+
 	Logger *slog.Logger
 	// Stdout receives the start-up banner (addresses, admin token); nil
 	// discards it.
@@ -101,7 +120,16 @@ type Main struct {
 	CA         *pki.CA
 	Activation *activation.Service
 	Devices    *device.Service
+	Commands   *command.Service
+	Policies   *policy.Service
+	Compliance *compliance.Engine
+	Notifier   *notify.Notifier
 	Registry   *prometheus.Registry
+	// ProcessID names this process among the Cores sharing the database
+	// (scheduled-job claims, wake-up messages).
+	ProcessID string
+
+	sched *scheduler
 
 	ln      net.Listener
 	srv     *http.Server
@@ -188,6 +216,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("default activation profile: %w", err)
 	}
 	m.Devices = &device.Service{Store: m.DB, Remover: m.DB, OnRemove: ca.InvalidateCRL, Now: cfg.Now}
+	if err := m.startServices(ctx); err != nil {
+		return err
+	}
 
 	handler, err := m.routes(ctx)
 	if err != nil {
@@ -246,7 +277,9 @@ func (m *Main) routes(ctx context.Context) (http.Handler, error) {
 	if rate > 0 {
 		lim = httpx.NewIPLimiter(rate, int(4*rate))
 	}
-	(&agentproto.Handler{Activation: m.Activation, Devices: m.Devices, Limiter: lim, PollSeconds: m.Config.PollSeconds}).Register(rt)
+	(&agentproto.Handler{Activation: m.Activation, Devices: m.Devices, Commands: m.Commands, Config: m.Policies,
+		Pushes: m.DB, Waiter: m.Notifier, OnReport: m.checkCompliance, Limiter: lim,
+		PollSeconds: m.Config.PollSeconds, Now: m.Config.Now}).Register(rt)
 
 	rt.Public("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -357,6 +390,12 @@ func (m *Main) Close() error {
 		errs = append(errs, m.metSrv.Shutdown(ctx))
 	}
 	m.serveWG.Wait()
+	if m.sched != nil {
+		m.sched.stop()
+	}
+	if m.Notifier != nil {
+		m.Notifier.Close()
+	}
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())
 	}

@@ -62,11 +62,19 @@ type env struct {
 	token string
 	roots *x509.CertPool
 	hc    *http.Client
+	// configure, when set, adjusts the Config of every start.
+	configure func(*core.Config)
 }
 
 func newEnv(t *testing.T, backend string) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), dsn: sqltest.DSN(t, backend), clock: &clock{now: time.Now().UTC()}}
+	return newEnvWith(t, backend, nil)
+}
+
+// newEnvWith starts a Core whose Config configure adjusts.
+func newEnvWith(t *testing.T, backend string, configure func(*core.Config)) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), dsn: sqltest.DSN(t, backend), clock: &clock{now: time.Now().UTC()}, configure: configure}
 	e.start()
 	return e
 }
@@ -74,13 +82,17 @@ func newEnv(t *testing.T, backend string) *env {
 // start runs a Core on 127.0.0.1:0 over e's data directory and database.
 func (e *env) start() {
 	e.t.Helper()
-	m := core.NewMain(core.Config{
+	cfg := core.Config{
 		DataDir: e.dir, Database: e.dsn, Listen: "127.0.0.1:0", ActivationRate: -1,
 		ReadHeaderTimeout: 300 * time.Millisecond,
 		MetricsListen:     "127.0.0.1:0",
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:               e.clock.Now,
-	})
+	}
+	if e.configure != nil {
+		e.configure(&cfg)
+	}
+	m := core.NewMain(cfg)
 	if err := m.Run(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}

@@ -56,6 +56,7 @@ type DB struct {
 	ws, rs  *stmtCache
 	queue   *writeQueue // SQLite's writer; nil on PostgreSQL
 	lock    *os.File    // SQLite: held (flock) while open, so one process owns the file
+	dsn     string      // PostgreSQL: the URL, for the LISTEN connection
 	log     *slog.Logger
 }
 
@@ -103,7 +104,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("sqlstore: connect to postgres: %w", err), pool.Close())
 	}
 	stmts := &stmtCache{pool: pool}
-	return &DB{backend: Postgres, w: pool, r: pool, ws: stmts, rs: stmts}, nil
+	return &DB{backend: Postgres, w: pool, r: pool, ws: stmts, rs: stmts, dsn: dsn}, nil
 }
 
 // sqlitePath resolves the dsn forms Open accepts for SQLite to a file path.

@@ -19,11 +19,13 @@ import (
 	"github.com/custos-uem/custos/activation"
 	"github.com/custos-uem/custos/agent"
 	"github.com/custos-uem/custos/agent/sim"
+	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/id"
 	"github.com/custos-uem/custos/pki"
 	wire "github.com/custos-uem/custos/platform/agent"
+	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/sqlstore"
 	"github.com/custos-uem/custos/sqlstore/sqltest"
 	"github.com/custos-uem/custos/user"
@@ -124,7 +126,8 @@ func TestDatabaseFailingAShareOfCalls(t *testing.T) {
 			rt := httpx.NewRouter(device.CertAuth(store, httpx.WriteError), func(http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) })
 			})
-			(&wire.Handler{Activation: act, Devices: devs}).Register(rt)
+			(&wire.Handler{Activation: act, Devices: devs, Config: &policy.Service{Store: db},
+				Commands: &command.Service{Store: db}, Pushes: db}).Register(rt)
 			srv := httptest.NewUnstartedServer(httpx.Observe(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, rt))
 			srv.TLS = serverTLS(t, ca)
 			srv.StartTLS()

@@ -15,6 +15,9 @@
 package agent
 
 import (
+	"encoding/json"
+	"time"
+
 	"github.com/custos-uem/custos/device"
 )
 
@@ -24,6 +27,13 @@ const (
 	PathEnroll   = "/device/v1/enroll"
 	PathCheckin  = "/device/v1/checkin"
 	PathAck      = "/device/v1/ack"
+	// PathCommands is one command round trip (mTLS): the result of the
+	// previous command in, the next command (or idle) out.
+	PathCommands = "/device/v1/commands"
+	// PathWait is the agent's own notification channel for installs
+	// without Apple or Google push services (mTLS): a long poll that
+	// answers as soon as something is pending for the device.
+	PathWait = "/device/v1/wait"
 )
 
 // SessionCookie carries the enrollment session between steps 6 and 8 (the
@@ -32,14 +42,18 @@ const SessionCookie = "custos_enrollment"
 
 // Wire limits, checked before a body is read into memory.
 const (
-	MaxActivateBody = 8 << 10  // credentials and a few identifiers
-	MaxEnrollBody   = 16 << 10 // one PEM CSR (an RSA-4096 CSR is ~1.7 KiB)
-	MaxCheckinBody  = 4 << 20  // info + up to MaxApps software entries
-	MaxAckBody      = 4 << 10  //
-	MaxApps         = 20000    // software entries in one report
-	MaxField        = 256      // bytes in any identifier or info string
-	MaxAttributes   = 64       // extra info attributes
-	MaxItems        = 1000     // item statuses in one acknowledgment
+	MaxActivateBody = 8 << 10   // credentials and a few identifiers
+	MaxEnrollBody   = 16 << 10  // one PEM CSR (an RSA-4096 CSR is ~1.7 KiB)
+	MaxCheckinBody  = 4 << 20   // info + up to MaxApps software entries
+	MaxAckBody      = 256 << 10 // MaxItems statuses with short errors
+	MaxCommandsBody = 2 << 20   // one result, its data at most command.MaxResultData
+	MaxWaitBody     = 1 << 10   //
+	// MaxWait bounds a long poll; proxies commonly cut idle requests at 60 s.
+	MaxWait       = 55 * time.Second
+	MaxApps       = 20000 // software entries in one report
+	MaxField      = 256   // bytes in any identifier or info string
+	MaxAttributes = 64    // extra info attributes
+	MaxItems      = 1000  // item statuses in one acknowledgment
 )
 
 // ActivateRequest is step 5: "the username, password, device operating
@@ -87,22 +101,45 @@ type CheckinRequest struct {
 	DeviceID string       `json:"device_id"`
 	Info     device.Info  `json:"info"`
 	Software []device.App `json:"software"`
+	// ConfigVersion is the configuration version the device runs; when it
+	// is current the answer carries no items (Configuration.Unchanged).
+	ConfigVersion string `json:"config_version,omitempty"`
+	// Push registers (or replaces) the device's push token; nil keeps the
+	// stored one. A device without one is reached by polling and PathWait.
+	Push *PushRegistration `json:"push,omitempty"`
+}
+
+// PushRegistration is how the Core reaches the device through a push
+// service.
+type PushRegistration struct {
+	Provider string `json:"provider"` // "apns", "fcm" or "wns"
+	// Token is the APNs device token (hex), the FCM registration token or
+	// the WNS channel URI.
+	Token string `json:"token"`
+	// Topic is the APNs topic (the app's bundle ID); empty otherwise.
+	Topic string `json:"topic,omitempty"`
 }
 
 // Configuration is what the Core wants applied on the device. Version
 // changes whenever any item does, so a device fetches only what changed.
 type Configuration struct {
 	Version string `json:"version"`
-	Items   []Item `json:"items"`
+	// Unchanged is true when Version is the one the device said it runs;
+	// Items is then empty and the device keeps what it has.
+	Unchanged bool   `json:"unchanged,omitempty"`
+	Items     []Item `json:"items"`
 	// PollSeconds is how often the agent should check in.
 	PollSeconds int `json:"poll_seconds"`
 }
 
 // Item is one configuration item (an IT policy rule set, a profile …).
 type Item struct {
-	ID      string         `json:"id"`
-	Kind    string         `json:"kind"`
-	Payload map[string]any `json:"payload"`
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	Name string `json:"name,omitempty"`
+	// Revision changes whenever the item's payload does.
+	Revision int            `json:"revision,omitempty"`
+	Payload  map[string]any `json:"payload"`
 }
 
 // CheckinResponse is step 10.
@@ -129,4 +166,52 @@ type ItemStatus struct {
 // AckResponse confirms the acknowledgment.
 type AckResponse struct {
 	State string `json:"state"`
+}
+
+// CommandsRequest is one command round trip: the result of the command
+// the device was last given (nil on the first call), asking for the next.
+type CommandsRequest struct {
+	DeviceID string         `json:"device_id"`
+	Result   *CommandResult `json:"result,omitempty"`
+}
+
+// CommandResult is a device's answer to a command.
+type CommandResult struct {
+	CommandID string `json:"command_id"`
+	// Status is "acknowledged", "error" or "not_now".
+	Status  string          `json:"status"`
+	Message string          `json:"message,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// CommandsResponse carries the next command, or Idle when none is due.
+type CommandsResponse struct {
+	Command *Command `json:"command,omitempty"`
+	Idle    bool     `json:"idle,omitempty"`
+	// Duplicate is true when the result had already been recorded (a
+	// retried request); the device goes on as if it was taken.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// Command is one command for the device to run. A device may receive the
+// same command twice (delivery is at least once) and must run it once per
+// ID.
+type Command struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// WaitRequest opens the long poll of PathWait.
+type WaitRequest struct {
+	DeviceID string `json:"device_id"`
+	// TimeoutSeconds bounds the wait (at most MaxWait).
+	TimeoutSeconds int `json:"timeout_seconds"`
+}
+
+// WaitResponse ends the long poll: Pending is true when a command is due
+// (then the device runs PathCommands round trips until idle), false when
+// the wait timed out.
+type WaitResponse struct {
+	Pending bool `json:"pending"`
 }

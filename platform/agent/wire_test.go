@@ -20,17 +20,25 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add(byte(2), []byte(`{"device_id":"d","info":{"model":"<script>","attributes":{"k":"v"}},"software":[{"name":"x","version":"1"}]}`))
 	f.Add(byte(3), []byte(`{"device_id":"d","version":"0","items":[{"id":"i","status":"applied"}]}`))
 	f.Add(byte(2), []byte(`{"device_id":"d","software":null}`))
+	f.Add(byte(2), []byte(`{"device_id":"d","config_version":"0","push":{"provider":"fcm","token":"t"}}`))
+	f.Add(byte(4), []byte(`{"device_id":"d","result":{"command_id":"c","status":"acknowledged","data":{"a":[1,2,{"b":null}]}}}`))
+	f.Add(byte(4), []byte(`{"device_id":"d","result":{"command_id":"c","status":"error","message":"\u0000<script>"}}`))
+	f.Add(byte(5), []byte(`{"device_id":"d","timeout_seconds":55}`))
 	f.Fuzz(func(t *testing.T, kind byte, body []byte) {
 		var v any
-		switch kind % 4 {
+		switch kind % 6 {
 		case 0:
 			v = &ActivateRequest{}
 		case 1:
 			v = &EnrollRequest{}
 		case 2:
 			v = &CheckinRequest{}
-		default:
+		case 3:
 			v = &AckRequest{}
+		case 4:
+			v = &CommandsRequest{}
+		default:
+			v = &WaitRequest{}
 		}
 		if err := httpx.Unmarshal(body, v); err != nil {
 			return
