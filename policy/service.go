@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -384,6 +385,40 @@ func appliesTo(p *Policy, platform string) bool {
 // (Kinds), then by rank, name and ID; payloads hold the secrets the
 // device needs.
 func (s *Service) Effective(ctx context.Context, d *device.Device) (*Effective, error) {
+	m, _ := ctx.Value(memoKey{}).(*memo)
+	if m != nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if e, ok := m.eff[d.ID]; ok {
+			return e, nil
+		}
+	}
+	eff, err := s.effective(ctx, d)
+	if err == nil && m != nil {
+		m.eff[d.ID] = eff
+	}
+	return eff, err
+}
+
+// memo holds the effective configurations computed within one request.
+type memo struct {
+	mu  sync.Mutex
+	eff map[string]*Effective
+}
+
+type memoKey struct{}
+
+// WithMemo returns a context in which Effective computes each device's
+// configuration once: a device's request reads it several times (the
+// configuration it is sent, its compliance profile, the check of its
+// acknowledgment), and a change committed in between must not make those
+// reads disagree within the request. Use it for one request, never for
+// longer: the memo is never invalidated.
+func WithMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, memoKey{}, &memo{eff: map[string]*Effective{}})
+}
+
+func (s *Service) effective(ctx context.Context, d *device.Device) (*Effective, error) {
 	assigned, err := s.Store.PoliciesForUser(ctx, d.UserID)
 	if err != nil {
 		return nil, fmt.Errorf("policy: policies of user %s: %w", d.UserID, err)

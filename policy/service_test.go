@@ -559,3 +559,34 @@ func wantJSON(t testing.TB, what string, got, want any) {
 		t.Fatalf("%s:\n got %s\nwant %s", what, g, w)
 	}
 }
+
+// TestMemoHoldsWithinOneRequestOnly: inside a WithMemo context a device's
+// configuration is computed once, so the reads of one request agree even
+// when a change commits in between; outside it, every read sees the change.
+func TestMemoHoldsWithinOneRequestOnly(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		u := usertest.CreateUser(t, e.db, "ada")
+		d := policytest.Enroll(t, e.db, u.ID)
+		p := e.create(t, "office", policy.WiFi, 1, `{"ssid":"office","security":"none"}`)
+		e.assign(t, p, policy.TargetUser, u.ID)
+		req := policy.WithMemo(ctx)
+		first, err := e.svc.Effective(req, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Update(ctx, p.ID, policy.Patch{Settings: json.RawMessage(`{"ssid":"office-2","security":"none"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		again, err := e.svc.Effective(req, d)
+		if err != nil || again.Version != first.Version {
+			t.Fatalf("within the request the version moved from %s to %v (%v)", first.Version, again, err)
+		}
+		if now := e.effective(t, d); now.Version == first.Version {
+			t.Fatal("outside the memo the change is not seen")
+		}
+		if fresh, _ := e.svc.Effective(policy.WithMemo(ctx), d); fresh.Version == first.Version {
+			t.Fatal("a new request's memo returned the old configuration")
+		}
+	})
+}

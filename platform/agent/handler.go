@@ -71,10 +71,18 @@ func (h *Handler) Register(rt *httpx.Router) {
 	}
 	rt.Public("POST "+PathActivate, limit(h.activate))
 	rt.Public("POST "+PathEnroll, limit(h.enroll))
-	rt.Device("POST "+PathCheckin, http.HandlerFunc(h.checkin))
-	rt.Device("POST "+PathAck, http.HandlerFunc(h.ack))
+	rt.Device("POST "+PathCheckin, memo(h.checkin))
+	rt.Device("POST "+PathAck, memo(h.ack))
 	rt.Device("POST "+PathCommands, http.HandlerFunc(h.commands))
 	rt.Device("POST "+PathWait, http.HandlerFunc(h.wait))
+}
+
+// memo computes a device's effective configuration at most once per
+// request (policy.WithMemo).
+func memo(f http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f(w, r.WithContext(policy.WithMemo(r.Context())))
+	})
 }
 
 func (h *Handler) activate(w http.ResponseWriter, r *http.Request) {
