@@ -25,6 +25,9 @@ type fleet struct {
 	apns    *apnstest.Server
 	mu      sync.Mutex
 	byToken map[string]*sim.Device
+	// poll is the agents' check-in interval: an hour unless a test wants
+	// polling to matter.
+	poll time.Duration
 }
 
 const agentTopic = "com.example.custos.agent"
@@ -39,7 +42,7 @@ func newFleetEnv(t *testing.T, backend string) *fleet {
 	}
 	t.Cleanup(func() { client.Close() })
 	sender := push.NewRouter(map[string]push.Sender{push.APNs: client}, nil)
-	f := &fleet{apns: fake, byToken: map[string]*sim.Device{}}
+	f := &fleet{apns: fake, byToken: map[string]*sim.Device{}, poll: time.Hour}
 	f.e = newEnvWith(t, backend, func(c *core.Config) { c.PushSender = sender })
 	fake.OnPush(func(n apnstest.Notification) {
 		f.mu.Lock()
@@ -75,7 +78,7 @@ func (f *fleet) activate(login, password string, seed uint64) *member {
 	provider, token, _ := dev.FakePush()
 	topic := agentTopic
 	opts := dev.Bind(agent.Options{ServerURL: e.m.URL(), ServerCAs: e.roots, Store: agent.NewMemStore(),
-		PollInterval: time.Hour, Wait: agent.WaitNever, PushProvider: provider, PushToken: token, PushTopic: topic})
+		PollInterval: f.poll, Wait: agent.WaitNever, PushProvider: provider, PushToken: token, PushTopic: topic})
 	c, err := agent.New(opts)
 	if err != nil {
 		e.t.Fatal(err)
@@ -287,6 +290,46 @@ func TestPolicyChangeReachesDevicesThroughPush(t *testing.T) {
 			e.api("GET", "/api/v1/commands/"+info.ID, nil, &got)
 			if len(got.Result) < 10 {
 				t.Errorf("device_info result: %s", got.Result)
+			}
+		})
+	}
+}
+
+// TestFailedPushLosesNoCommand: a provider that fails every push for one
+// device (5xx after the retries) and answers 410 Unregistered for another
+// loses neither device its command: both get it at their next scheduled
+// check-in. The unregistered token is dropped (that device is reached by
+// polling until it registers again); the failing one is kept.
+func TestFailedPushLosesNoCommand(t *testing.T) {
+	for _, backend := range sqltest.Backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := newFleetEnv(t, backend)
+			f.poll = 500 * time.Millisecond
+			e := f.e
+			ua, pwa := e.mustUser("a@example.com")
+			ub, pwb := e.mustUser("b@example.com")
+			a := f.activate(ua.Email, pwa, 1)
+			b := f.activate(ub.Email, pwb, 2)
+			f.apns.Fail(a.token, apnstest.ServerError(500, 0))
+			f.apns.Fail(b.token, apnstest.Unregistered())
+			a.run(t)
+			b.run(t)
+			for _, m := range []*member{a, b} {
+				if st := e.api("POST", "/api/v1/devices/"+m.deviceID+"/commands", map[string]string{"type": "lock"}, nil); st != 201 {
+					t.Fatalf("send lock: %d", st)
+				}
+			}
+			for _, m := range []*member{a, b} {
+				eventually(t, "device "+m.deviceID+" locked", func() (bool, string) {
+					return m.dev.Locked(), fmt.Sprintf("%+v", m.dev.Executed())
+				})
+			}
+			eventually(t, "unregistered token dropped", func() (bool, string) {
+				toks, err := e.m.DB.PushTokens(context.Background(), []string{b.deviceID})
+				return err == nil && len(toks) == 0, fmt.Sprintf("%+v %v", toks, err)
+			})
+			if toks, _ := e.m.DB.PushTokens(context.Background(), []string{a.deviceID}); len(toks) != 1 {
+				t.Fatalf("the token of a device whose pushes failed was dropped: %+v", toks)
 			}
 		})
 	}
