@@ -129,9 +129,15 @@ func (c *Client) checkin(ctx context.Context) (*CheckinResult, error) {
 	if sent {
 		st.SoftwareHash = hash
 	}
-	if req.Push != nil {
+	switch {
+	case req.Push != nil:
 		st.PushHash = pushHash
 		c.log.Info("push registration sent", "provider", req.Push.Provider)
+	case c.push != nil && !cr.PushRegistered:
+		// The Core forgot the token (its provider declared it gone):
+		// send it again at the next check-in.
+		st.PushHash = ""
+		c.log.Info("the Core holds no push token for this device; registering again at the next check-in")
 	}
 	prev := wire.Configuration{Version: st.ConfigVersion, Items: st.ConfigItems, PollSeconds: st.PollSeconds}
 	st.LastCheckin = c.clock.Now().UTC()

@@ -424,6 +424,43 @@ func TestPushRegisteredOnce(t *testing.T) {
 	})
 }
 
+// TestPushRegisteredAgainWhenTheCoreForgot: the Core drops a token its
+// provider declared gone and says so (push_registered false); the agent
+// registers again at its next check-in, once.
+func TestPushRegisteredAgainWhenTheCoreForgot(t *testing.T) {
+	s := newSetup(t)
+	ios, err := sim.New("ios", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dev = ios
+	s.opts.Collector = ios
+	s.opts.PushProvider, s.opts.PushToken, s.opts.PushTopic = ios.FakePush()
+	c, _ := s.activate(t)
+	s.fc.mu.Lock()
+	for _, d := range s.fc.devices {
+		d.push = nil // the provider said 410
+	}
+	s.fc.mu.Unlock()
+	for range 3 {
+		if _, err := c.Checkin(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkins, _ := s.fc.recorded()
+	var with []int
+	for i, ci := range checkins {
+		if ci.Push != nil {
+			with = append(with, i)
+		}
+	}
+	// Activation's check-in registered; the first check-in after the drop
+	// learns it; the next one registers again; the last sends nothing.
+	if len(with) != 2 || with[1] != len(checkins)-2 {
+		t.Fatalf("check-ins with a push registration: %v of %d", with, len(checkins))
+	}
+}
+
 // gateClock blocks each Sleep until the test releases it (or the context
 // ends), so that a test knows where Run is.
 type gateClock struct {

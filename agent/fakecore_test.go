@@ -152,6 +152,7 @@ type session struct {
 type fakeDevice struct {
 	id, hardwareID, platform, state, configVersion string
 	software                                       []device.App
+	push                                           *wire.PushRegistration
 }
 
 func newFakeCore(t testing.TB) *fakeCore {
@@ -337,6 +338,10 @@ func (fc *fakeCore) checkin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fc.checkins = append(fc.checkins, req)
+	if req.Push != nil {
+		p := *req.Push
+		d.push = &p
+	}
 	if req.Software != nil {
 		d.software = req.Software
 	}
@@ -344,7 +349,7 @@ func (fc *fakeCore) checkin(w http.ResponseWriter, r *http.Request) {
 	if req.ConfigVersion != "" && req.ConfigVersion == cfg.Version {
 		cfg.Unchanged, cfg.Items = true, []wire.Item{}
 	}
-	httpx.WriteJSON(w, http.StatusOK, wire.CheckinResponse{DeviceID: d.id, State: d.state, Configuration: cfg})
+	httpx.WriteJSON(w, http.StatusOK, wire.CheckinResponse{DeviceID: d.id, State: d.state, Configuration: cfg, PushRegistered: d.push != nil})
 }
 
 // commands is one round trip of the command channel.

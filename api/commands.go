@@ -8,6 +8,7 @@ import (
 
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/errs"
+	"github.com/custos-uem/custos/policy"
 )
 
 // Command body limits.
@@ -103,7 +104,7 @@ func (a *API) sendCommand(c *call) error {
 		return c.reply(http.StatusNoContent, nil)
 	}
 	c.objectID = cmds[0].ID
-	return c.reply(http.StatusCreated, cmds[0])
+	return c.reply(http.StatusCreated, redactCommand(cmds[0]))
 }
 
 func (a *API) sendBulk(c *call) error {
@@ -184,7 +185,11 @@ func (a *API) listDeviceCommands(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.reply(http.StatusOK, newList(cmds, nextAfter(len(cmds), p.Limit, func() string { return cmds[len(cmds)-1].ID })))
+	next := nextAfter(len(cmds), p.Limit, func() string { return cmds[len(cmds)-1].ID })
+	for i, cmd := range cmds {
+		cmds[i] = redactCommand(cmd)
+	}
+	return c.reply(http.StatusOK, newList(cmds, next))
 }
 
 // command returns the command the path's {id} names if its device lies in
@@ -218,7 +223,7 @@ func (a *API) getCommand(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.reply(http.StatusOK, cmd)
+	return c.reply(http.StatusOK, redactCommand(cmd))
 }
 
 func (a *API) cancelCommand(c *call) error {
@@ -232,5 +237,27 @@ func (a *API) cancelCommand(c *call) error {
 	if err != nil {
 		return notFound(err, command.ErrNotFound)
 	}
-	return c.reply(http.StatusOK, cmd)
+	return c.reply(http.StatusOK, redactCommand(cmd))
+}
+
+// redactCommand hides the secret of a set_password command: the device
+// needs the password, an administrator reading the queue does not. A copy
+// is returned; the stored command is unchanged.
+func redactCommand(cmd *command.Command) *command.Command {
+	if cmd.Type != command.SetPassword || len(cmd.Payload) == 0 {
+		return cmd
+	}
+	var p map[string]any
+	if err := json.Unmarshal(cmd.Payload, &p); err != nil {
+		out := *cmd
+		out.Payload = json.RawMessage(`{}`)
+		return &out
+	}
+	if _, ok := p["password"]; ok {
+		p["password"] = policy.RedactedSecret
+	}
+	b, _ := json.Marshal(p)
+	out := *cmd
+	out.Payload = b
+	return &out
 }

@@ -22,8 +22,10 @@
 // (the report's values stand in when a column is empty). Apps come from the
 // software list of device.Inventory, matched by app ID or name. A device
 // declares itself rooted or jailbroken with the info attribute "rooted" or
-// "jailbroken" set to "true" (AttrRooted, AttrJailbroken): the agent and the
-// platform adapters set it from what the platform attests. A device that
+// "jailbroken" set to "true" (AttrRooted, AttrJailbroken). The platform
+// adapters are to set it from what the platform attests (Play Integrity,
+// Apple's attestation); no adapter does yet, so today the rule sees only
+// devices that report it themselves. A device that
 // has not reported yet is judged only on what is known without a report
 // (OS version, model, contact, counted from enrollment when it was never
 // seen), and a fact that cannot be read (an OS version without a number)
@@ -39,10 +41,11 @@
 //   - monitor: the violation is logged; the device notices nothing.
 //   - prompt: the user gets a message naming the violations, count times,
 //     interval_hours apart (at most one per check).
-//   - untrust: State.Untrusted; the connectivity services refuse the
-//     device work resources.
-//   - quarantine: State.Quarantined; the device is cut off from every work
-//     service.
+//   - untrust: State.Untrusted; the connectivity services (the mail
+//     gateway, the app-data proxy, the tunnel: later issues) are to refuse
+//     the device work resources. Today the flag is recorded and shown.
+//   - quarantine: State.Quarantined; the device is to be cut off from every
+//     work service (as for untrust: recorded and shown today).
 //   - wipe_work: one command deletes the work data.
 //   - wipe_device: one command deletes all data of the device.
 //   - remove: the device is removed from the server; its certificate is

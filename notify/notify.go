@@ -77,8 +77,9 @@ type Notifier struct {
 	metrics metrics
 }
 
+// metrics of the notifier; the outcome of each push is counted by the
+// push.Router (custos_push_sends_total).
 type metrics struct {
-	pushes  *prometheus.CounterVec
 	dropped prometheus.Counter
 	wakes   prometheus.Counter
 }
@@ -99,12 +100,11 @@ func (n *Notifier) Start(ctx context.Context, origin string, reg prometheus.Regi
 	n.queue = make(chan []string, queueLen)
 	n.waiters = map[string]map[chan struct{}]struct{}{}
 	n.metrics = metrics{
-		pushes:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "custos_push_sent_total", Help: "Push hints sent, by provider and outcome."}, []string{"provider", "outcome"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "custos_push_dropped_total", Help: "Devices whose push hint was dropped because the queue was full (they get their commands at the next check-in)."}),
 		wakes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "custos_wait_wakeups_total", Help: "Long polls answered because something became pending."}),
 	}
 	if reg != nil {
-		reg.MustRegister(n.metrics.pushes, n.metrics.dropped, n.metrics.wakes)
+		reg.MustRegister(n.metrics.dropped, n.metrics.wakes)
 	}
 	n.wg.Add(1)
 	go func() {
@@ -275,16 +275,18 @@ func (n *Notifier) send(ctx context.Context, tok device.PushToken) {
 	err := n.Sender.Send(ctx, push.Target{Provider: tok.Provider, Token: tok.Token, Topic: tok.Topic, PushMagic: tok.PushMagic})
 	switch {
 	case err == nil:
-		n.metrics.pushes.WithLabelValues(tok.Provider, "sent").Inc()
-	case errors.Is(err, push.ErrUnregistered):
-		n.metrics.pushes.WithLabelValues(tok.Provider, "unregistered").Inc()
-		// The device falls back to polling until it registers anew.
+	case errors.Is(err, push.ErrUnregistered), errors.Is(err, push.ErrInvalidTarget):
+		// The provider says the token is gone, or the client refuses it
+		// (a WNS channel off Microsoft's domain): it will never work. The
+		// device falls back to polling until it registers anew.
 		if err := n.Tokens.DropPushToken(ctx, tok.DeviceID, tok.Token); err != nil {
 			n.Log.Warn("notify: drop push token", "device", tok.DeviceID, "err", err)
 		}
-		n.Log.Info("notify: push token no longer valid; device falls back to polling", "device", tok.DeviceID, "provider", tok.Provider)
+		n.Log.Info("notify: push token unusable; dropped, the device falls back to polling", "device", tok.DeviceID, "provider", tok.Provider, "err", err)
+	case errors.Is(err, push.ErrNotConfigured):
+		// Said once at start-up would be better; per push it is noise.
+		n.Log.Debug("notify: no credentials for the device's push provider", "device", tok.DeviceID, "provider", tok.Provider)
 	default:
-		n.metrics.pushes.WithLabelValues(tok.Provider, "failed").Inc()
 		n.Log.Warn("notify: push failed; the device gets its commands at its next check-in", "device", tok.DeviceID, "provider", tok.Provider, "err", err)
 	}
 }

@@ -27,6 +27,8 @@ const PolicyDir = "policy"
 // What the Linux agent enforces.
 const (
 	KindITPolicy = "it_policy"
+	// KindCompliance items are enforced by the Core, not on the device.
+	KindCompliance = "compliance"
 	// SettingScreenLockTimeout is the IT policy rule the Linux agent
 	// enforces: seconds of inactivity before the screen locks (0: never).
 	SettingScreenLockTimeout = "screen_lock_timeout_seconds"
@@ -94,8 +96,9 @@ func outputNote(out []byte) string {
 // without root where the system allows: an IT policy's screen lock
 // timeout through gsettings (GNOME) for the user running the agent. Every
 // item is written to StateDir/policy/<item id>.json (0600, atomic);
-// items of kinds the Linux agent does not enforce are reported failed,
-// naming the kind.
+// compliance profiles (which the Core enforces) are acknowledged as
+// applied; items of other kinds the Linux agent does not enforce are
+// reported failed, naming the kind.
 type Applier struct {
 	Programs
 	// StateDir is the agent's state directory.
@@ -183,6 +186,12 @@ func (a *Applier) Apply(ctx context.Context, _, next wire.Configuration) ([]wire
 // applyItem enforces one item and returns which of its settings it
 // enforced and which it cannot.
 func (a *Applier) applyItem(ctx context.Context, it wire.Item) (enforced, notEnforced []string, err error) {
+	if it.Kind == KindCompliance {
+		// The Core evaluates compliance itself from what the device
+		// reports; the device has nothing to enforce, only to keep the
+		// profile on record (the state file).
+		return nil, nil, nil
+	}
 	if it.Kind != KindITPolicy {
 		return nil, nil, fmt.Errorf("the Linux agent does not enforce %s items (recorded in %s/%s.json)", it.Kind, PolicyDir, it.ID)
 	}

@@ -119,6 +119,8 @@ func TestApplier(t *testing.T) {
 			wantFile: true},
 		{name: "ok/IT policy without a Linux rule", progs: &fakePrograms{}, item: wire.Item{ID: "p2", Kind: KindITPolicy, Payload: map[string]any{"camera_disabled": true}},
 			wantFile: true},
+		{name: "ok/compliance profile kept on record, enforced by the Core", progs: &fakePrograms{}, item: wire.Item{ID: "c1", Kind: KindCompliance, Payload: map[string]any{"rules": map[string]any{"out_of_contact_days": 7.0}}},
+			wantFile: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,7 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.PollSeconds, "poll-seconds", 0, "agent check-in interval in seconds (default 900)")
 	fs.Float64Var(&cfg.ActivationRate, "activation-rate", 0, "activation requests allowed per second per client address, burst 4× (default 10; negative: no limit)")
 	fs.DurationVar(&cfg.ComplianceInterval, "compliance-interval", core.DefaultComplianceInterval, "how often every device is checked against its compliance profile, once across all Cores sharing the database (negative: never; devices are still checked when they report)")
-	fs.DurationVar(&cfg.ExpiryInterval, "expiry-interval", core.DefaultExpiryInterval, "how often expired commands are swept, once across all Cores sharing the database")
+	fs.DurationVar(&cfg.ExpiryInterval, "expiry-interval", core.DefaultExpiryInterval, "how often expired commands are swept, once across all Cores sharing the database (negative: never; an expired command is still never delivered)")
 	fs.StringVar(&cfg.Push.APNsCert, "apns-cert", "", "PEM file of the APNs push certificate (for MDM: the APNs certificate for MDM); with --apns-key")
 	fs.StringVar(&cfg.Push.APNsKey, "apns-key", "", "PEM file of the APNs certificate's private key")
 	fs.StringVar(&cfg.Push.APNsTopic, "apns-topic", "", "APNs topic for devices that registered none")

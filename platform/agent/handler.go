@@ -153,13 +153,21 @@ func (h *Handler) checkin(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	if req.Push != nil {
+	registered := req.Push != nil
+	if registered {
 		err := h.Pushes.SetPushToken(r.Context(), device.PushToken{DeviceID: d.ID, Provider: req.Push.Provider,
 			Token: req.Push.Token, Topic: req.Push.Topic, UpdatedAt: h.now()})
 		if err != nil {
 			httpx.WriteError(w, r, err)
 			return
 		}
+	} else {
+		toks, err := h.Pushes.PushTokens(r.Context(), []string{d.ID})
+		if err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		registered = len(toks) > 0
 	}
 	if h.OnReport != nil {
 		h.OnReport(r.Context(), d)
@@ -169,14 +177,14 @@ func (h *Handler) checkin(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, CheckinResponse{DeviceID: d.ID, State: string(d.State), Configuration: cfg})
+	httpx.WriteJSON(w, http.StatusOK, CheckinResponse{DeviceID: d.ID, State: string(d.State), Configuration: cfg, PushRegistered: registered})
 }
 
 // Push registration limits. APNs tokens are 32 bytes (64 hex) today but
 // Apple says not to assume a length; FCM tokens are ~160 characters; a WNS
 // channel URI is a URL of a few hundred.
 const (
-	MaxPushToken = 2048
+	MaxPushToken = 4096
 	MaxPushTopic = 256
 )
 
@@ -194,7 +202,7 @@ func validPush(p *PushRegistration) error {
 		return invalidPush("provider", "one of apns, fcm, wns")
 	}
 	if p.Token == "" || len(p.Token) > MaxPushToken || !utf8.ValidString(p.Token) || strings.ContainsAny(p.Token, "\x00\r\n") {
-		return invalidPush("token", "1 to 2048 bytes of text")
+		return invalidPush("token", "1 to 4096 bytes of text")
 	}
 	if len(p.Topic) > MaxPushTopic || !utf8.ValidString(p.Topic) {
 		return invalidPush("topic", "at most 256 bytes of text")
@@ -252,9 +260,9 @@ func (h *Handler) ack(w http.ResponseWriter, r *http.Request) {
 			httpx.WriteError(w, r, e)
 			return
 		}
-		if len(it.ID) > MaxField || len(it.Error) > MaxItemError || !utf8.ValidString(it.Error) {
+		if len(it.ID) > MaxField || len(it.Error) > MaxItemError || !utf8.ValidString(it.Error) || strings.ContainsRune(it.Error, 0) {
 			e := errs.E(errs.Invalid, "invalid_ack", "an item status is too long")
-			e.Fields = map[string]string{"items[" + itoa(i) + "]": "id at most 256 bytes, error at most 1024 bytes of UTF-8"}
+			e.Fields = map[string]string{"items[" + itoa(i) + "]": "id at most 256 bytes, error at most 1024 bytes of UTF-8 text"}
 			httpx.WriteError(w, r, e)
 			return
 		}

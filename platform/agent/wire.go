@@ -147,6 +147,10 @@ type CheckinResponse struct {
 	DeviceID      string        `json:"device_id"`
 	State         string        `json:"state"`
 	Configuration Configuration `json:"configuration"`
+	// PushRegistered says whether the Core holds a push token for the
+	// device. The Core forgets a token its provider declares gone; a
+	// device that has one registers it again when this is false.
+	PushRegistered bool `json:"push_registered"`
 }
 
 // AckRequest is step 12: the configuration version the device applied.

@@ -138,12 +138,16 @@ func TestUnregisteredIsNotRetried(t *testing.T) {
 	}
 }
 
-func TestBadDeviceTokenIsUnregistered(t *testing.T) {
+// TestBadDeviceTokenKeepsToken: BadDeviceToken also means "wrong
+// environment", so it fails the push (no retry) without declaring the
+// token dead.
+func TestBadDeviceTokenKeepsToken(t *testing.T) {
 	f := newFixture(t, apnstest.Options{}, 4, 5*time.Second)
 	f.srv.Fail(token(5), apnstest.Failure{Status: 400, Reason: "BadDeviceToken"})
 	err := f.client.Send(context.Background(), push.Target{Provider: push.APNs, Token: token(5), PushMagic: "m"})
-	if !errors.Is(err, push.ErrUnregistered) || f.srv.Stats().Requests != 1 {
-		t.Fatalf("err = %v after %d requests", err, f.srv.Stats().Requests)
+	var pe *push.ProviderError
+	if errors.Is(err, push.ErrUnregistered) || !errors.As(err, &pe) || pe.Reason != "BadDeviceToken" || f.srv.Stats().Requests != 1 {
+		t.Fatalf("err = %v after %d requests; want a permanent BadDeviceToken error, the token kept", err, f.srv.Stats().Requests)
 	}
 }
 

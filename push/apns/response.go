@@ -20,8 +20,12 @@ type errorBody struct {
 // https://developer.apple.com/documentation/usernotifications/handling-notification-responses-from-apns
 //
 //   - 200: accepted.
-//   - 410 (Unregistered, ExpiredToken) and 400 BadDeviceToken: the token is
-//     dead; push.ErrUnregistered, never retried.
+//   - 410 (Unregistered, ExpiredToken): the token is dead;
+//     push.ErrUnregistered, never retried.
+//   - 400 BadDeviceToken is a permanent error but not a dead token: Apple
+//     answers it also when the token belongs to the other environment
+//     (sandbox or production), so a Core pointed at the wrong endpoint
+//     would otherwise erase every device's token.
 //   - 429 TooManyRequests (same device token too often), 500
 //     InternalServerError, 503 ServiceUnavailable/Shutdown: retryable; a
 //     Retry-After header, if any, is honoured.
@@ -43,12 +47,13 @@ func parseResponse(status int, h http.Header, body []byte, now time.Time, maxRet
 	switch {
 	case status == http.StatusGone:
 		return push.Unregistered(push.APNs, status, reason)
-	case status == http.StatusBadRequest && reason == "BadDeviceToken":
-		return push.Unregistered(push.APNs, status, reason)
 	}
 	pe := &push.ProviderError{Provider: push.APNs, Status: status, Reason: reason}
 	switch status {
-	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable:
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable,
+		// Not sent by APNs itself, but by a proxy on the way when APNs is
+		// unreachable: transient too.
+		http.StatusBadGateway, http.StatusGatewayTimeout:
 		pe.Retryable = true
 		if d, ok := push.ParseRetryAfter(h.Get("Retry-After"), now, maxRetryAfter); ok {
 			pe.RetryAfter = d
