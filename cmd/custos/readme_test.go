@@ -16,7 +16,8 @@ import (
 // TestREADMEWalkThrough runs the README's walk-through through the real
 // command line (the same run() as the binary): serve, add a user, give
 // them an activation password, activate a simulated Android device with the
-// agent, list devices, remove the device, and see the agent refused.
+// agent, list devices, give it a policy and lock it, remove the device, and
+// see the agent refused.
 func TestREADMEWalkThrough(t *testing.T) {
 	for _, backend := range sqltest.Backends(t) {
 		t.Run(backend, func(t *testing.T) {
@@ -53,6 +54,22 @@ func TestREADMEWalkThrough(t *testing.T) {
 				t.Fatalf("devices list:\n%s", list)
 			}
 			cli("agent", "run", "--state", phone, "--once")
+
+			// Step 6: a policy and a lock reach the phone at its check-in.
+			pol := outField(t, admin("policies", "add", "--kind", "it_policy", "--name", "Phones", "--rank", "1",
+				"--settings", `{"password_required":true,"password_min_length":8,"screen_lock_timeout_seconds":300}`), "id")
+			admin("policies", "assign", pol, "user", "alice@example.com")
+			lock := outField(t, admin("devices", "command", id, "lock", "--payload", `{"message":"Call the help desk"}`), "id")
+			if run := cli("agent", "run", "--state", phone, "--once"); !strings.Contains(run, "lock "+lock+": acknowledged") {
+				t.Fatalf("agent run:\n%s", run)
+			}
+			if cfg := admin("devices", "configuration", id); outField(t, cfg, "up_to_date") != "true" || !strings.Contains(cfg, "applied") {
+				t.Fatalf("configuration:\n%s", cfg)
+			}
+			if hist := admin("devices", "commands", id, "--history"); !strings.Contains(hist, lock) || !strings.Contains(hist, "acknowledged") {
+				t.Fatalf("history:\n%s", hist)
+			}
+
 			admin("devices", "remove", id)
 
 			var out, errOut strings.Builder
