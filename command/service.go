@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/id"
+	"github.com/custos-uem/custos/secret"
 )
 
 // Service is the command queue's domain service: it validates what
@@ -27,6 +28,10 @@ type Service struct {
 	Notify func(deviceIDs []string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Box, when set, seals the password of a set_password command before
+	// it is stored; Next opens it for the device. Every other read (the
+	// operator API) sees the sealed text, which the API shows as "***".
+	Box *secret.Box
 }
 
 // expireBatch bounds the commands one ExpireCommands call marks, so that
@@ -250,6 +255,12 @@ func (s *Service) Send(ctx context.Context, deviceIDs []string, in NewCommand) (
 	if members, _ := decodeObject(payload); len(members) == 0 {
 		payload = nil // empty, null and {} are all no payload
 	}
+	if in.Type == SetPassword && s.Box != nil {
+		var err error
+		if payload, err = mapPassword(payload, func(v string) (string, error) { return s.Box.Seal(v), nil }); err != nil {
+			return nil, fmt.Errorf("command: seal password: %w", err)
+		}
+	}
 	now := s.now()
 	cmds := make([]*Command, len(devices))
 	for i, d := range devices {
@@ -311,7 +322,30 @@ func (s *Service) Next(ctx context.Context, deviceID string) (*Command, error) {
 	if err != nil && !errors.Is(err, ErrIdle) {
 		return nil, fmt.Errorf("command: next for device %s: %w", deviceID, err)
 	}
+	if err == nil && c.Type == SetPassword && s.Box != nil {
+		if c.Payload, err = mapPassword(c.Payload, s.Box.Open); err != nil {
+			return nil, fmt.Errorf("command: open the password of %s: %w", c.ID, err)
+		}
+	}
 	return c, err
+}
+
+// mapPassword rewrites the "password" member of a set_password payload.
+func mapPassword(payload json.RawMessage, f func(string) (string, error)) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil {
+		return nil, err
+	}
+	var pw string
+	if err := json.Unmarshal(m["password"], &pw); err != nil {
+		return nil, err
+	}
+	out, err := f(pw)
+	if err != nil {
+		return nil, err
+	}
+	m["password"], _ = json.Marshal(out)
+	return json.Marshal(m)
 }
 
 // ValidateResult checks a device's result and returns what is wrong with

@@ -1,6 +1,7 @@
 package command_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/custos-uem/custos/command/commandtest"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/id"
+	"github.com/custos-uem/custos/secret"
 	"github.com/custos-uem/custos/sqlstore"
 	"github.com/custos-uem/custos/sqlstore/sqltest"
 	"github.com/custos-uem/custos/storetest"
@@ -420,6 +422,41 @@ func TestExpireSweepsEveryExpiredCommandInBatches(t *testing.T) {
 		}
 		if n, err := s.Expire(ctx); n != 0 || err != nil {
 			t.Fatalf("second Expire = %d, %v; want 0", n, err)
+		}
+	})
+}
+
+// TestSetPasswordSealedAtRest: with a Box, the stored payload of a
+// set_password command holds only the sealed password; the device gets
+// the password itself when the command is delivered.
+func TestSetPasswordSealedAtRest(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ctx := context.Background()
+		s, db, _ := service(t, backend)
+		box, err := secret.New(bytes.Repeat([]byte{9}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Box = box
+		d := commandtest.EnrolledDevice(t, db)
+		sent, err := s.Send(ctx, []string{d.ID}, command.NewCommand{Type: command.SetPassword, Payload: json.RawMessage(`{"password":"Tr0ub4dor"}`), CreatedBy: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := db.Command(ctx, sent[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(stored.Payload), "Tr0ub4dor") || !strings.Contains(string(stored.Payload), secret.Prefix) {
+			t.Fatalf("stored payload %s, want the password sealed", stored.Payload)
+		}
+		next, err := s.Next(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Password string }
+		if err := json.Unmarshal(next.Payload, &p); err != nil || p.Password != "Tr0ub4dor" {
+			t.Fatalf("delivered payload %s, want the password", next.Payload)
 		}
 	})
 }

@@ -39,6 +39,7 @@ import (
 	agentproto "github.com/custos-uem/custos/platform/agent"
 	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/push"
+	"github.com/custos-uem/custos/secret"
 	"github.com/custos-uem/custos/sqlstore"
 )
 
@@ -130,6 +131,7 @@ type Main struct {
 	ProcessID string
 
 	sched *scheduler
+	box   *secret.Box // seals secrets stored in the database
 
 	ln      net.Listener
 	srv     *http.Server
@@ -190,6 +192,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if err := m.checkInstallation(ctx, pepper); err != nil {
+		return err
+	}
+	if m.box, err = secret.New(pepper); err != nil {
 		return err
 	}
 

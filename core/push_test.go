@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/custos-uem/custos/core"
+	"github.com/custos-uem/custos/secret"
 )
 
 // TestPushCredentialsRefusedAtStart: credentials that cannot work stop the
@@ -41,5 +42,27 @@ func TestPushCredentialsRefusedAtStart(t *testing.T) {
 				t.Fatalf("the error shows the secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestSecretsSealedInTheDatabase: the Core seals a profile's secret before
+// storing it, and no API read shows it.
+func TestSecretsSealedInTheDatabase(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	var pol struct {
+		ID       string         `json:"id"`
+		Settings map[string]any `json:"settings"`
+	}
+	body := map[string]any{"name": "office", "kind": "wifi", "rank": 1,
+		"settings": map[string]any{"ssid": "office", "security": "wpa2_personal", "passphrase": "hunter2hunter2"}}
+	if st := e.api("POST", "/api/v1/policies", body, &pol); st != 201 || pol.Settings["passphrase"] != "***" {
+		t.Fatalf("create: %d %+v", st, pol)
+	}
+	stored, err := e.m.DB.Policy(context.Background(), pol.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(stored.Settings), "hunter2") || !strings.Contains(string(stored.Settings), secret.Prefix) {
+		t.Fatalf("stored settings %s, want the passphrase sealed", stored.Settings)
 	}
 }

@@ -38,8 +38,8 @@ func (m *Main) startServices(ctx context.Context) error {
 	m.Notifier = &notify.Notifier{Tokens: m.DB, Sender: sender, Bus: m.DB, Log: cfg.Logger}
 	ready := m.Notifier.Start(ctx, m.ProcessID, m.Registry)
 
-	m.Commands = &command.Service{Store: m.DB, Notify: m.Notifier.Notify, Now: cfg.Now}
-	m.Policies = &policy.Service{Store: m.DB, Changed: m.configChanged, Now: cfg.Now}
+	m.Commands = &command.Service{Store: m.DB, Notify: m.Notifier.Notify, Now: cfg.Now, Box: m.box}
+	m.Policies = &policy.Service{Store: m.DB, Changed: m.configChanged, Now: cfg.Now, Box: m.box}
 	m.Compliance = &compliance.Engine{Store: m.DB, Devices: m.DB, Profile: m.complianceProfile,
 		Commands: m.Commands, Remove: m.Devices.Remove, Now: cfg.Now, Logger: cfg.Logger}
 

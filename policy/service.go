@@ -17,6 +17,7 @@ import (
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/id"
+	"github.com/custos-uem/custos/secret"
 )
 
 // EmptyVersion is the version of the empty configuration. Devices that
@@ -58,6 +59,9 @@ type Service struct {
 	// tells no one.
 	Changed func(ctx context.Context, deviceIDs []string) error
 	Now     func() time.Time
+	// Box, when set, seals secret settings before they are stored
+	// (seal.go); nil stores them as they are.
+	Box *secret.Box
 }
 
 func (s *Service) now() time.Time {
@@ -137,6 +141,10 @@ func (s *Service) Create(ctx context.Context, in NewPolicy) (*Policy, error) {
 	if err := s.prepare(ctx, p); err != nil {
 		return nil, err
 	}
+	var err error
+	if p.Settings, err = s.sealSecrets(p.Kind, p.Settings, nil, nil); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	p.ID, p.Revision, p.CreatedAt, p.UpdatedAt = id.New(), 1, now, now
 	if err := s.Store.CreatePolicy(ctx, p); err != nil {
@@ -198,10 +206,18 @@ func (s *Service) Update(ctx context.Context, id string, patch Patch) (*Policy, 
 	if patch.Platforms != nil {
 		p.Platforms = slices.Clone(*patch.Platforms)
 	}
+	oldPlain, err := s.openSecrets(old.Kind, old.Settings)
+	if err != nil {
+		return nil, err
+	}
+	p.Settings = oldPlain
 	if patch.Settings != nil {
-		p.Settings = restoreSecrets(p.Kind, patch.Settings, old.Settings)
+		p.Settings = restoreSecrets(p.Kind, patch.Settings, oldPlain)
 	}
 	if err := s.prepare(ctx, &p); err != nil {
+		return nil, err
+	}
+	if p.Settings, err = s.sealSecrets(p.Kind, p.Settings, oldPlain, old.Settings); err != nil {
 		return nil, err
 	}
 	p.UpdatedAt = s.now()
@@ -460,8 +476,12 @@ func (s *Service) effective(ctx context.Context, d *device.Device) (*Effective, 
 	})
 	eff := &Effective{Items: make([]Item, 0, len(chosen))}
 	for _, c := range chosen {
+		settings, err := s.openSecrets(c.p.Kind, c.p.Settings)
+		if err != nil {
+			return nil, fmt.Errorf("policy: settings of %s: %w", c.p.ID, err)
+		}
 		var payload map[string]any
-		if err := json.Unmarshal(c.p.Settings, &payload); err != nil {
+		if err := json.Unmarshal(settings, &payload); err != nil {
 			return nil, fmt.Errorf("policy: settings of %s: %w", c.p.ID, err)
 		}
 		eff.Items = append(eff.Items, Item{ID: c.p.ID, Kind: c.p.Kind, Name: c.p.Name, Revision: c.p.Revision, Payload: payload, Via: c.via})

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"github.com/custos-uem/custos/id"
 	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/policy/policytest"
+	"github.com/custos-uem/custos/secret"
 	"github.com/custos-uem/custos/sqlstore"
 	"github.com/custos-uem/custos/sqlstore/sqltest"
 	"github.com/custos-uem/custos/user/usertest"
@@ -587,6 +589,56 @@ func TestMemoHoldsWithinOneRequestOnly(t *testing.T) {
 		}
 		if fresh, _ := e.svc.Effective(policy.WithMemo(ctx), d); fresh.Version == first.Version {
 			t.Fatal("a new request's memo returned the old configuration")
+		}
+	})
+}
+
+// TestSecretsSealedAtRest: with a Box the database holds only the sealed
+// text of a secret setting; the device still gets the plain value, an
+// unchanged secret keeps its sealed text (no new revision), and a Core
+// whose key differs cannot read it.
+func TestSecretsSealedAtRest(t *testing.T) {
+	forEach(t, func(t *testing.T, e env) {
+		ctx := context.Background()
+		box, err := secret.New(bytes.Repeat([]byte{7}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc.Box = box
+		u := usertest.CreateUser(t, e.db, "ada")
+		d := policytest.Enroll(t, e.db, u.ID)
+		p := e.create(t, "office", policy.WiFi, 1, `{"ssid":"office","security":"wpa2_personal","passphrase":"hunter2hunter2"}`)
+		e.assign(t, p, policy.TargetUser, u.ID)
+		stored, err := e.db.Policy(ctx, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(stored.Settings), "hunter2") || !strings.Contains(string(stored.Settings), secret.Prefix) {
+			t.Fatalf("stored settings = %s, want the passphrase sealed", stored.Settings)
+		}
+		if got := e.effective(t, d).Items[0].Payload["passphrase"]; got != "hunter2hunter2" {
+			t.Fatalf("device payload passphrase = %v", got)
+		}
+		// Unchanged secret, sent back as *** or in the clear: same revision,
+		// same sealed text.
+		for _, settings := range []string{
+			`{"ssid":"office","security":"wpa2_personal","passphrase":"***"}`,
+			`{"ssid":"office","security":"wpa2_personal","passphrase":"hunter2hunter2"}`,
+		} {
+			got, err := e.svc.Update(ctx, p.ID, policy.Patch{Settings: json.RawMessage(settings)})
+			if err != nil || got.Revision != 1 || string(got.Settings) != string(stored.Settings) {
+				t.Fatalf("update with an unchanged secret: revision %v, settings %s, %v", got.Revision, got.Settings, err)
+			}
+		}
+		got, err := e.svc.Update(ctx, p.ID, policy.Patch{Settings: json.RawMessage(`{"ssid":"office","security":"wpa2_personal","passphrase":"correct horse"}`)})
+		if err != nil || got.Revision != 2 || strings.Contains(string(got.Settings), "correct horse") {
+			t.Fatalf("update with a new secret: %+v, %v", got, err)
+		}
+		// A Core with another key fails loudly rather than send garbage.
+		other, _ := secret.New(bytes.Repeat([]byte{8}, 32))
+		wrong := &policy.Service{Store: e.db, Box: other}
+		if _, err := wrong.Effective(ctx, d); !errors.Is(err, secret.ErrOpen) {
+			t.Fatalf("Effective with another key: %v, want ErrOpen", err)
 		}
 	})
 }
