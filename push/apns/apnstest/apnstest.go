@@ -36,6 +36,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/custos-uem/custos/push/internal/fakepush"
 )
 
 // Limits the fake enforces, as APNs does.
@@ -100,6 +102,10 @@ func ServerError(status, times int) Failure {
 // Hang makes the next times requests for a token never be answered.
 func Hang(times int) Failure { return Failure{Hang: true, Times: times} }
 
+func (f Failure) fault() fakepush.Fault {
+	return fakepush.Fault{Hang: f.Hang, RetryAfter: f.RetryAfter, Times: f.Times}
+}
+
 // Options configures a Server.
 type Options struct {
 	// MaxConcurrentStreams is advertised to clients and enforced by the
@@ -129,13 +135,9 @@ type Server struct {
 	caKey  *ecdsa.PrivateKey
 	opts   Options
 
-	mu        sync.Mutex
-	delivered []Notification
-	failures  map[string]*Failure
-	onPush    func(Notification)
+	book *fakepush.Book[Notification, Failure]
 
 	accepted, conns, requests, maxStreams atomic.Int64
-	hangs                                 chan struct{}
 }
 
 type connKey struct{}
@@ -169,7 +171,7 @@ func NewServer(tb testing.TB, opts Options) *Server {
 		tb.Fatal(err)
 	}
 	caCert, _ := x509.ParseCertificate(der)
-	s := &Server{caCert: caCert, caKey: caKey, opts: opts, failures: map[string]*Failure{}, hangs: make(chan struct{})}
+	s := &Server{caCert: caCert, caKey: caKey, opts: opts, book: fakepush.New[Notification](Failure.fault, opts.Discard)}
 
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
@@ -196,17 +198,7 @@ func NewServer(tb testing.TB, opts Options) *Server {
 }
 
 // Close releases hanging requests and stops the server.
-func (s *Server) Close() {
-	s.mu.Lock()
-	select {
-	case <-s.hangs:
-	default:
-		close(s.hangs)
-	}
-	s.mu.Unlock()
-	s.srv.CloseClientConnections()
-	s.srv.Close()
-}
+func (s *Server) Close() { s.book.Stop(s.srv) }
 
 // DropConnections closes every client connection, as APNs does when it
 // restarts a front end; clients must reconnect.
@@ -252,25 +244,13 @@ func (s *Server) ClientCertificate(tb testing.TB, topic string) tls.Certificate 
 // OnPush sets a callback run (synchronously, in the request's goroutine)
 // for every accepted notification; nil removes it. Use it to wake a
 // simulated device when its token is pushed.
-func (s *Server) OnPush(f func(Notification)) {
-	s.mu.Lock()
-	s.onPush = f
-	s.mu.Unlock()
-}
+func (s *Server) OnPush(f func(Notification)) { s.book.OnDeliver(f) }
 
 // Fail makes the fake answer token with f (see Failure.Times).
-func (s *Server) Fail(token string, f Failure) {
-	s.mu.Lock()
-	s.failures[strings.ToLower(token)] = &f
-	s.mu.Unlock()
-}
+func (s *Server) Fail(token string, f Failure) { s.book.Fail(strings.ToLower(token), f) }
 
 // Delivered returns the accepted notifications so far, oldest first.
-func (s *Server) Delivered() []Notification {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Notification(nil), s.delivered...)
-}
+func (s *Server) Delivered() []Notification { return s.book.Delivered() }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
@@ -388,17 +368,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if f, ok := s.failure(token); ok {
-		if f.Hang {
-			select {
-			case <-r.Context().Done():
-			case <-s.hangs:
-			}
-			return
-		}
-		if f.RetryAfter != "" {
-			w.Header().Set("Retry-After", f.RetryAfter)
-		}
+	if s.book.Refuse(w, r, token, func(w http.ResponseWriter, f Failure) {
+		// APNs answers 410 with the time the token was last known valid.
 		if f.Status == http.StatusGone {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(f.Status)
@@ -406,52 +377,24 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reject(w, f.Status, f.Reason)
+	}) {
 		return
 	}
 
 	if id == "" {
 		id = newUUID()
 	}
-	s.mu.Lock()
-	cb, record := s.onPush, !s.opts.Discard
-	s.mu.Unlock()
-	if cb != nil || record {
-		n := Notification{
+	if s.book.Listening() {
+		s.book.Deliver(Notification{
 			Token: token, Topic: topic, PushType: pushType, Priority: h.Get("apns-priority"),
 			Expiration: h.Get("apns-expiration"), ID: id, CollapseID: h.Get("apns-collapse-id"),
 			Payload: bytes.Clone(body), PushMagic: magic, Received: time.Now(),
-		}
-		if record {
-			s.mu.Lock()
-			s.delivered = append(s.delivered, n)
-			s.mu.Unlock()
-		}
-		if cb != nil {
-			cb(n)
-		}
+		})
 	}
 	rh := w.Header()
 	rh["Apns-Id"] = []string{id}
 	rh["Date"] = nil // APNs sends none; formatting it costs the benchmark
 	w.WriteHeader(http.StatusOK)
-}
-
-// failure returns the failure to answer token with, consuming one of its
-// Times.
-func (s *Server) failure(token string) (Failure, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.failures[token]
-	if !ok {
-		return Failure{}, false
-	}
-	if f.Times > 0 {
-		f.Times--
-		if f.Times == 0 {
-			delete(s.failures, token)
-		}
-	}
-	return *f, true
 }
 
 func reject(w http.ResponseWriter, status int, reason string) {

@@ -31,6 +31,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/custos-uem/custos/push/internal/fakepush"
 )
 
 // Names the fake expects.
@@ -90,6 +92,10 @@ func Internal(times int) Failure {
 // Hang makes the next times requests for a token never be answered.
 func Hang(times int) Failure { return Failure{Hang: true, Times: times} }
 
+func (f Failure) fault() fakepush.Fault {
+	return fakepush.Fault{Hang: f.Hang, RetryAfter: f.RetryAfter, Times: f.Times}
+}
+
 // Options configures a Server.
 type Options struct {
 	Project       string        // default DefaultProject
@@ -109,20 +115,13 @@ type Server struct {
 	URL string
 
 	srv   *httptest.Server
+	book  *fakepush.Book[Message, Failure]
+	oauth fakepush.OAuth
+
 	opts  Options
 	key   *rsa.PrivateKey
 	keyID string
 	email string
-
-	mu        sync.Mutex
-	tokens    map[string]time.Time // access token → expiry
-	failures  map[string]*Failure
-	delivered []Message
-	onMessage func(Message)
-
-	tokenReqs, issued, sends atomic.Int64
-	hangs                    chan struct{}
-	closeOnce                sync.Once
 }
 
 // NewServer starts a fake with a fresh service account; it is closed when
@@ -135,25 +134,20 @@ func NewServer(tb testing.TB, opts Options) *Server {
 	if opts.TokenLifetime <= 0 {
 		opts.TokenLifetime = time.Hour
 	}
-	s := &Server{opts: opts, tokens: map[string]time.Time{}, failures: map[string]*Failure{}, hangs: make(chan struct{})}
+	s := &Server{opts: opts, book: fakepush.New[Message](Failure.fault, false)}
 	s.key = rsaKey(tb)
 	s.keyID = randHex(20)
 	s.email = "custos-push@" + opts.Project + ".iam.gserviceaccount.com"
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /token", s.token)
-	mux.HandleFunc("POST /v1/projects/{project}/messages:send", s.send)
-	s.srv = httptest.NewTLSServer(mux)
+	s.srv = fakepush.ServeTLS(tb, s.Close, map[string]http.HandlerFunc{
+		"POST /token": s.token,
+		"POST /v1/projects/{project}/messages:send": s.send,
+	})
 	s.URL = s.srv.URL
-	tb.Cleanup(s.Close)
 	return s
 }
 
 // Close releases hanging requests and stops the server.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.hangs) })
-	s.srv.CloseClientConnections()
-	s.srv.Close()
-}
+func (s *Server) Close() { s.book.Stop(s.srv) }
 
 // Client returns an HTTP client that trusts the fake.
 func (s *Server) Client() *http.Client { return s.srv.Client() }
@@ -231,38 +225,20 @@ func randHex(n int) string {
 }
 
 // OnMessage sets a callback run for every accepted message; nil removes it.
-func (s *Server) OnMessage(f func(Message)) {
-	s.mu.Lock()
-	s.onMessage = f
-	s.mu.Unlock()
-}
+func (s *Server) OnMessage(f func(Message)) { s.book.OnDeliver(f) }
 
 // Fail makes the fake answer token with f.
-func (s *Server) Fail(token string, f Failure) {
-	s.mu.Lock()
-	s.failures[token] = &f
-	s.mu.Unlock()
-}
+func (s *Server) Fail(token string, f Failure) { s.book.Fail(token, f) }
 
 // RevokeTokens invalidates every access token issued so far, so the next
 // send gets 401 UNAUTHENTICATED.
-func (s *Server) RevokeTokens() {
-	s.mu.Lock()
-	clear(s.tokens)
-	s.mu.Unlock()
-}
+func (s *Server) RevokeTokens() { s.oauth.Revoke() }
 
 // Delivered returns the accepted messages, oldest first.
-func (s *Server) Delivered() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Message(nil), s.delivered...)
-}
+func (s *Server) Delivered() []Message { return s.book.Delivered() }
 
 // Stats returns the fake's counters.
-func (s *Server) Stats() Stats {
-	return Stats{TokenRequests: int(s.tokenReqs.Load()), TokensIssued: int(s.issued.Load()), Sends: int(s.sends.Load())}
-}
+func (s *Server) Stats() Stats { return Stats(s.oauth.Counts()) }
 
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -272,7 +248,7 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 
 // token is the JWT bearer grant.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	s.tokenReqs.Add(1)
+	s.oauth.Requested()
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, 400, "invalid_request", "bad form")
@@ -286,15 +262,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, 400, "invalid_grant", err.Error())
 		return
 	}
-	access := "ya29.fake-" + randHex(32)
-	s.mu.Lock()
-	s.tokens[access] = time.Now().Add(s.opts.TokenLifetime)
-	s.mu.Unlock()
-	s.issued.Add(1)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"access_token": access, "token_type": "Bearer", "expires_in": int(s.opts.TokenLifetime / time.Second),
-	})
+	s.oauth.Grant(w, "ya29.fake-"+randHex(32), "Bearer", s.opts.TokenLifetime)
 }
 
 func (s *Server) verifyAssertion(a string) error {
@@ -387,12 +355,8 @@ func rpcError(w http.ResponseWriter, status int, rpcStatus, msg, errorCode, fiel
 }
 
 func (s *Server) send(w http.ResponseWriter, r *http.Request) {
-	s.sends.Add(1)
-	access, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	s.mu.Lock()
-	exp, known := s.tokens[access]
-	s.mu.Unlock()
-	if !ok || !known || time.Now().After(exp) {
+	s.oauth.Sending()
+	if !s.oauth.Authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/"`)
 		rpcError(w, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token.", "", "")
 		return
@@ -456,17 +420,8 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if f, ok := s.failure(m.Token); ok {
-		if f.Hang {
-			select {
-			case <-r.Context().Done():
-			case <-s.hangs:
-			}
-			return
-		}
-		if f.RetryAfter != "" {
-			w.Header().Set("Retry-After", f.RetryAfter)
-		}
+	if s.book.Refuse(w, r, m.Token, func(w http.ResponseWriter, f Failure) {
+		// The messages FCM answers with (ErrorCode reference above).
 		msg := map[string]string{
 			"UNREGISTERED":     "Requested entity was not found.",
 			"INVALID_ARGUMENT": "The registration token is not a valid FCM registration token",
@@ -475,35 +430,14 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 			msg = http.StatusText(f.Status)
 		}
 		rpcError(w, f.Status, f.RPCStatus, msg, f.ErrorCode, f.Field)
+	}) {
 		return
 	}
 	name := "projects/" + project + "/messages/0:" + randHex(16)
 	msg := Message{Project: project, Token: m.Token, Data: m.Data, Priority: prio, Name: name}
 	if !req.ValidateOnly {
-		s.mu.Lock()
-		s.delivered = append(s.delivered, msg)
-		cb := s.onMessage
-		s.mu.Unlock()
-		if cb != nil {
-			cb(msg)
-		}
+		s.book.Deliver(msg)
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	_ = json.NewEncoder(w).Encode(map[string]string{"name": name})
-}
-
-func (s *Server) failure(token string) (Failure, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.failures[token]
-	if !ok {
-		return Failure{}, false
-	}
-	if f.Times > 0 {
-		f.Times--
-		if f.Times == 0 {
-			delete(s.failures, token)
-		}
-	}
-	return *f, true
 }

@@ -14,10 +14,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/custos-uem/custos/push/internal/fakepush"
 )
 
 // Names and limits the fake checks.
@@ -58,6 +58,10 @@ func ServerError(status, times int) Failure { return Failure{Status: status, Tim
 // Hang makes the next times requests never be answered.
 func Hang(times int) Failure { return Failure{Hang: true, Times: times} }
 
+func (f Failure) fault() fakepush.Fault {
+	return fakepush.Fault{Hang: f.Hang, RetryAfter: f.RetryAfter, Times: f.Times}
+}
+
 // Options configures a Server.
 type Options struct {
 	PackageSID    string        // default DefaultSID
@@ -76,18 +80,11 @@ type Stats struct {
 type Server struct {
 	URL string
 
-	srv  *httptest.Server
+	srv   *httptest.Server
+	book  *fakepush.Book[Notification, Failure]
+	oauth fakepush.OAuth
+
 	opts Options
-
-	mu        sync.Mutex
-	tokens    map[string]time.Time
-	failures  map[string]*Failure
-	delivered []Notification
-	onPush    func(Notification)
-
-	tokenReqs, issued, sends atomic.Int64
-	hangs                    chan struct{}
-	closeOnce                sync.Once
 }
 
 // NewServer starts a fake; it is closed when the test ends.
@@ -102,22 +99,14 @@ func NewServer(tb testing.TB, opts Options) *Server {
 	if opts.TokenLifetime <= 0 {
 		opts.TokenLifetime = 24 * time.Hour
 	}
-	s := &Server{opts: opts, tokens: map[string]time.Time{}, failures: map[string]*Failure{}, hangs: make(chan struct{})}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /accesstoken.srf", s.token)
-	mux.HandleFunc("/", s.channel)
-	s.srv = httptest.NewTLSServer(mux)
+	s := &Server{opts: opts, book: fakepush.New[Notification](Failure.fault, false)}
+	s.srv = fakepush.ServeTLS(tb, s.Close, map[string]http.HandlerFunc{"POST /accesstoken.srf": s.token, "/": s.channel})
 	s.URL = s.srv.URL
-	tb.Cleanup(s.Close)
 	return s
 }
 
 // Close releases hanging requests and stops the server.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.hangs) })
-	s.srv.CloseClientConnections()
-	s.srv.Close()
-}
+func (s *Server) Close() { s.book.Stop(s.srv) }
 
 // Client returns an HTTP client that trusts the fake.
 func (s *Server) Client() *http.Client { return s.srv.Client() }
@@ -133,41 +122,23 @@ func (s *Server) Host() string { return strings.TrimPrefix(s.URL, "https://") }
 func (s *Server) ChannelURI(tok string) string { return s.URL + "/?token=" + url.QueryEscape(tok) }
 
 // OnPush sets a callback run for every accepted notification.
-func (s *Server) OnPush(f func(Notification)) {
-	s.mu.Lock()
-	s.onPush = f
-	s.mu.Unlock()
-}
+func (s *Server) OnPush(f func(Notification)) { s.book.OnDeliver(f) }
 
 // Fail makes the fake answer the channel token tok with f.
-func (s *Server) Fail(tok string, f Failure) {
-	s.mu.Lock()
-	s.failures[tok] = &f
-	s.mu.Unlock()
-}
+func (s *Server) Fail(tok string, f Failure) { s.book.Fail(tok, f) }
 
 // ExpireTokens makes every issued access token expired: the next send gets
 // 401 with WNS's "Token has expired".
-func (s *Server) ExpireTokens() {
-	s.mu.Lock()
-	clear(s.tokens)
-	s.mu.Unlock()
-}
+func (s *Server) ExpireTokens() { s.oauth.Revoke() }
 
 // Delivered returns the accepted notifications, oldest first.
-func (s *Server) Delivered() []Notification {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Notification(nil), s.delivered...)
-}
+func (s *Server) Delivered() []Notification { return s.book.Delivered() }
 
 // Stats returns the fake's counters.
-func (s *Server) Stats() Stats {
-	return Stats{TokenRequests: int(s.tokenReqs.Load()), TokensIssued: int(s.issued.Load()), Sends: int(s.sends.Load())}
-}
+func (s *Server) Stats() Stats { return Stats(s.oauth.Counts()) }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	s.tokenReqs.Add(1)
+	s.oauth.Requested()
 	fail := func(code string) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
@@ -193,20 +164,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	default:
 		b := make([]byte, 24)
 		_, _ = rand.Read(b)
-		access := "EgAaAQMAAAAEgAAAC" + hex.EncodeToString(b)
-		s.mu.Lock()
-		s.tokens[access] = time.Now().Add(s.opts.TokenLifetime)
-		s.mu.Unlock()
-		s.issued.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"token_type": "bearer", "access_token": access, "expires_in": int(s.opts.TokenLifetime / time.Second),
-		})
+		s.oauth.Grant(w, "EgAaAQMAAAAEgAAAC"+hex.EncodeToString(b), "bearer", s.opts.TokenLifetime)
 	}
 }
 
 func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
-	s.sends.Add(1)
+	s.oauth.Sending()
 	desc := func(status int, d string) {
 		w.Header().Set("X-WNS-Error-Description", d)
 		w.WriteHeader(status)
@@ -215,11 +178,7 @@ func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
 		desc(http.StatusMethodNotAllowed, "Only POST is allowed")
 		return
 	}
-	access, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	s.mu.Lock()
-	exp, known := s.tokens[access]
-	s.mu.Unlock()
-	if !ok || !known || time.Now().After(exp) {
+	if !s.oauth.Authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request",error_description="Token has expired"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -263,48 +222,14 @@ func (s *Server) channel(w http.ResponseWriter, r *http.Request) {
 		desc(http.StatusBadRequest, "empty payload")
 		return
 	}
-	if f, ok := s.failure(tok); ok {
-		if f.Hang {
-			select {
-			case <-r.Context().Done():
-			case <-s.hangs:
-			}
-			return
-		}
-		if f.RetryAfter != "" {
-			w.Header().Set("Retry-After", f.RetryAfter)
-		}
-		desc(f.Status, http.StatusText(f.Status))
+	if s.book.Refuse(w, r, tok, func(_ http.ResponseWriter, f Failure) { desc(f.Status, http.StatusText(f.Status)) }) {
 		return
 	}
-	n := Notification{Channel: tok, Type: typ, CachePolicy: r.Header.Get("X-WNS-Cache-Policy"), Payload: body}
-	s.mu.Lock()
-	s.delivered = append(s.delivered, n)
-	cb := s.onPush
-	s.mu.Unlock()
-	if cb != nil {
-		cb(n)
-	}
+	s.book.Deliver(Notification{Channel: tok, Type: typ, CachePolicy: r.Header.Get("X-WNS-Cache-Policy"), Payload: body})
 	w.Header().Set("X-WNS-Status", "received")
 	w.Header().Set("X-WNS-Msg-ID", "1ACD4B1B6E0F1A8D")
 	if r.Header.Get("X-WNS-RequestForStatus") == "true" {
 		w.Header().Set("X-WNS-DeviceConnectionStatus", "connected")
 	}
 	w.WriteHeader(http.StatusOK)
-}
-
-func (s *Server) failure(tok string) (Failure, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.failures[tok]
-	if !ok {
-		return Failure{}, false
-	}
-	if f.Times > 0 {
-		f.Times--
-		if f.Times == 0 {
-			delete(s.failures, tok)
-		}
-	}
-	return *f, true
 }
