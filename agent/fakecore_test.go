@@ -313,6 +313,18 @@ func (fc *fakeCore) deviceOf(w http.ResponseWriter, r *http.Request) *fakeDevice
 	return d
 }
 
+// requestDevice is deviceOf for a request whose body names bodyID: a body naming
+// another device than the certificate's is refused, as the Core does.
+// fc.mu must be held.
+func (fc *fakeCore) requestDevice(w http.ResponseWriter, r *http.Request, bodyID string) *fakeDevice {
+	d := fc.deviceOf(w, r)
+	if d != nil && bodyID != d.id {
+		httpx.WriteError(w, r, errs.E(errs.Forbidden, "device_mismatch", "the request names another device"))
+		return nil
+	}
+	return d
+}
+
 func (fc *fakeCore) checkin(w http.ResponseWriter, r *http.Request) {
 	var req wire.CheckinRequest
 	if err := httpx.DecodeJSON(w, r, wire.MaxCheckinBody, &req); err != nil {
@@ -321,7 +333,7 @@ func (fc *fakeCore) checkin(w http.ResponseWriter, r *http.Request) {
 	}
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	d := fc.deviceOf(w, r)
+	d := fc.requestDevice(w, r, req.DeviceID)
 	if d == nil {
 		return
 	}
@@ -331,10 +343,6 @@ func (fc *fakeCore) checkin(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", fc.retryAfter)
 		}
 		httpx.WriteError(w, r, errs.E(errs.Unavailable, "database_unavailable", "try again later"))
-		return
-	}
-	if req.DeviceID != d.id {
-		httpx.WriteError(w, r, errs.E(errs.Forbidden, "device_mismatch", "the request names another device"))
 		return
 	}
 	fc.checkins = append(fc.checkins, req)
@@ -365,12 +373,8 @@ func (fc *fakeCore) commands(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, errs.E(errs.NotFound, "route_not_found", "no such route"))
 		return
 	}
-	d := fc.deviceOf(w, r)
+	d := fc.requestDevice(w, r, req.DeviceID)
 	if d == nil {
-		return
-	}
-	if req.DeviceID != d.id {
-		httpx.WriteError(w, r, errs.E(errs.Forbidden, "device_mismatch", "the request names another device"))
 		return
 	}
 	fc.cmdRequests++
@@ -549,12 +553,8 @@ func (fc *fakeCore) ack(w http.ResponseWriter, r *http.Request) {
 	}
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	d := fc.deviceOf(w, r)
+	d := fc.requestDevice(w, r, req.DeviceID)
 	if d == nil {
-		return
-	}
-	if req.DeviceID != d.id {
-		httpx.WriteError(w, r, errs.E(errs.Forbidden, "device_mismatch", "the request names another device"))
 		return
 	}
 	if req.Version != fc.config.Version {
