@@ -26,6 +26,7 @@ var (
 	fanoutDevices  = flag.Int("fanout.devices", 100_000, "devices of BenchmarkProfileFanout")
 	latencyDevices = flag.Int("latency.devices", 10_000, "online devices of BenchmarkCommandLatency")
 	fleetWorkers   = flag.Int("fleet.workers", 128, "simulated devices talking to the Core at once")
+	fanoutWarm     = flag.Bool("fanout.warm", false, "devices of BenchmarkProfileFanout have contacted the Core before (they resume their TLS session) instead of making their first contact")
 )
 
 // fleetCore seeds n devices into a fresh database of backend and starts a
@@ -135,7 +136,7 @@ func waitAcked(tb testing.TB, f *Fleet, v string, limit time.Duration) {
 func BenchmarkProfileFanout(b *testing.B) {
 	for _, backend := range sqltest.Backends(b) {
 		b.Run(backend, func(b *testing.B) {
-			m, f, token := fleetCore(b, backend, *fanoutDevices, false)
+			m, f, token := fleetCore(b, backend, *fanoutDevices, *fanoutWarm)
 			b.ResetTimer()
 			for range b.N {
 				start := time.Now()
