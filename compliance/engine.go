@@ -84,7 +84,8 @@ func unknown(deviceID string) *State {
 }
 
 // State returns the compliance state of a device: StatusUnknown when it
-// was never evaluated, ErrDeviceNotFound for an unknown device.
+// was never evaluated or no compliance profile has ever applied to it,
+// ErrDeviceNotFound for an unknown device.
 func (e *Engine) State(ctx context.Context, deviceID string) (*State, error) {
 	if _, err := e.Devices.Device(ctx, deviceID); errors.Is(err, errs.ErrNotFound) {
 		return nil, ErrDeviceNotFound
@@ -218,6 +219,13 @@ func (e *Engine) comply(ctx context.Context, cur *State, profileID string, now t
 	}
 	next := unknown(cur.DeviceID)
 	next.Status, next.ProfileID = StatusCompliant, profileID
+	if profileID == "" && cur.Status == StatusUnknown {
+		// No profile has ever reached the device: there is nothing to
+		// record, and not writing a row spares every check-in of a fleet
+		// without compliance profiles a commit. State keeps reading
+		// StatusUnknown for it.
+		return next, nil
+	}
 	return e.saveIfChanged(ctx, cur, next, now)
 }
 

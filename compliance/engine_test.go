@@ -395,3 +395,22 @@ func TestEnginePromptTextIsBounded(t *testing.T) {
 		t.Fatalf("prompt of %d bytes: %.80q…", len(text), text)
 	}
 }
+
+// TestEngineWritesNothingForADeviceNoProfileReached: a fleet without
+// compliance profiles costs no write per check-in.
+func TestEngineWritesNothingForADeviceNoProfileReached(t *testing.T) {
+	f := newFixture(t, true, nil)
+	for i := range 3 {
+		st := f.env.Check(t, f.id, hoursAfter(float64(i)))
+		if st.Status != compliance.StatusCompliant || st.ProfileID != "" {
+			t.Fatalf("check %d: %+v", i, st)
+		}
+	}
+	if n := f.states.Saves(); n != 0 {
+		t.Fatalf("%d state writes for a device no profile reached, want 0", n)
+	}
+	st, err := f.env.Engine.State(context.Background(), f.id)
+	if err != nil || st.Status != compliance.StatusUnknown {
+		t.Fatalf("State = %+v, %v; want unknown", st, err)
+	}
+}

@@ -10,10 +10,11 @@ type Status string
 
 const (
 	// StatusUnknown: the device was never evaluated (it has not finished
-	// activating, or no check ran yet).
+	// activating, or no check ran yet), or no compliance profile has ever
+	// applied to it.
 	StatusUnknown Status = "unknown"
-	// StatusCompliant: the device breaks no rule, or no profile applies
-	// to it (ProfileID empty).
+	// StatusCompliant: the device breaks no rule, or its profile was
+	// unassigned (ProfileID empty).
 	StatusCompliant Status = "compliant"
 	// StatusNoncompliant: the device breaks at least one rule of its
 	// profile; the ladder runs.
