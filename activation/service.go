@@ -79,6 +79,14 @@ type Service struct {
 
 	// Metrics, optional (see NewMetrics).
 	Metrics *Metrics
+
+	// Admit, optional, is called once a new activation's credentials are
+	// found valid; a non-nil error refuses the activation with that error
+	// (the licence gate, license.Gate.Admit). It runs only in
+	// Activate, so enrollments it admitted and enrolled devices' later
+	// requests never depend on it; a refusal consumes nothing (no failed
+	// attempt counted, no password used).
+	Admit func(ctx context.Context) error
 }
 
 // Metrics counts activations and failures by reason.
@@ -240,6 +248,14 @@ func (s *Service) Activate(ctx context.Context, in ActivateInput) (*Activation, 
 			}
 		}
 		return nil, s.fail(err)
+	}
+	// The licence is asked only once the credentials hold: its answer
+	// (device limit, expiry) is for the organisation's users, not for
+	// anyone who can reach the endpoint.
+	if s.Admit != nil {
+		if err := s.Admit(ctx); err != nil {
+			return nil, s.fail(err)
+		}
 	}
 	prof, _, err := s.effectiveProfile(ctx, u)
 	if err != nil {
