@@ -1,73 +1,28 @@
 package core
 
 import (
-	"crypto/tls"
-	"errors"
-	"fmt"
-	"os"
-
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/custos-uem/custos/push"
-	"github.com/custos-uem/custos/push/apns"
-	"github.com/custos-uem/custos/push/fcm"
-	"github.com/custos-uem/custos/push/wns"
 )
 
-// PushConfig holds the push providers' credentials. A provider without
-// credentials is not used: its devices are reached by their scheduled
-// check-ins (and, for the agent, its long poll).
-type PushConfig struct {
-	// APNsCert and APNsKey are PEM files of the APNs certificate and its
-	// key (for MDM, the "APNs certificate for MDM"); APNsTopic is the
-	// topic used when a device registered none; APNsURL replaces Apple's
-	// production endpoint (the sandbox, or a test fake).
-	APNsCert, APNsKey, APNsTopic, APNsURL string
-	// FCMCredentials is a Google service-account key file (JSON) with the
-	// Firebase Cloud Messaging API enabled for its project.
-	FCMCredentials string
-	// WNSPackageSID and WNSClientSecret are the app's WNS credentials.
-	WNSPackageSID, WNSClientSecret string
-}
-
-// sender builds the push router over the configured providers; nil when
-// none is configured.
-func (c PushConfig) sender(reg prometheus.Registerer) (push.Sender, error) {
-	senders := map[string]push.Sender{}
-	if c.APNsCert != "" || c.APNsKey != "" {
-		cert, err := tls.LoadX509KeyPair(c.APNsCert, c.APNsKey)
-		if err != nil {
-			return nil, fmt.Errorf("APNs certificate: %w", err)
-		}
-		cl, err := apns.New(apns.Config{Certificate: cert, Topic: c.APNsTopic, URL: c.APNsURL})
-		if err != nil {
-			return nil, fmt.Errorf("APNs: %w", err)
-		}
-		senders[push.APNs] = cl
+// pushSender builds the push router: the providers whose credentials this
+// Core holds send directly; the others go through the relay (which holds
+// credentials on behalf of its Cores) when the Core has one. Nil when
+// neither exists: devices are then reached by their scheduled check-ins
+// and the agent's long poll.
+func (m *Main) pushSender() (push.Sender, error) {
+	senders, err := m.Config.Push.Senders()
+	if err != nil {
+		return nil, err
 	}
-	if c.FCMCredentials != "" {
-		b, err := os.ReadFile(c.FCMCredentials)
-		if err != nil {
-			return nil, fmt.Errorf("FCM credentials: %w", err)
+	if m.Relay != nil {
+		for _, p := range []string{push.APNs, push.FCM, push.WNS} {
+			if senders[p] == nil {
+				senders[p] = m.Relay
+			}
 		}
-		cl, err := fcm.New(fcm.Config{ServiceAccountJSON: b})
-		if err != nil {
-			return nil, fmt.Errorf("FCM: %w", err)
-		}
-		senders[push.FCM] = cl
-	}
-	if c.WNSPackageSID != "" || c.WNSClientSecret != "" {
-		if c.WNSPackageSID == "" || c.WNSClientSecret == "" {
-			return nil, errors.New("WNS needs both the package SID and the client secret")
-		}
-		cl, err := wns.New(wns.Config{PackageSID: c.WNSPackageSID, ClientSecret: c.WNSClientSecret})
-		if err != nil {
-			return nil, fmt.Errorf("WNS: %w", err)
-		}
-		senders[push.WNS] = cl
 	}
 	if len(senders) == 0 {
 		return nil, nil
 	}
-	return push.NewRouter(senders, push.NewPrometheusMetrics(reg)), nil
+	return push.NewRouter(senders, push.NewPrometheusMetrics(m.Registry)), nil
 }

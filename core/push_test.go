@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/custos-uem/custos/core"
+	"github.com/custos-uem/custos/push/providers"
 	"github.com/custos-uem/custos/secret"
 )
 
@@ -22,13 +23,13 @@ func TestPushCredentialsRefusedAtStart(t *testing.T) {
 	os.WriteFile(garbage, []byte("not a certificate"), 0o600)
 	for _, tc := range []struct {
 		name string
-		push core.PushConfig
+		push providers.Config
 		want string
 	}{
-		{"fail/apns-cert-missing", core.PushConfig{APNsCert: filepath.Join(dir, "none.pem"), APNsKey: filepath.Join(dir, "none.key")}, "APNs certificate"},
-		{"fail/apns-cert-garbage", core.PushConfig{APNsCert: garbage, APNsKey: garbage}, "APNs certificate"},
-		{"fail/fcm-credentials-garbage", core.PushConfig{FCMCredentials: garbage}, "FCM"},
-		{"fail/wns-secret-without-sid", core.PushConfig{WNSClientSecret: "s3cret"}, "WNS"},
+		{"fail/apns-cert-missing", providers.Config{APNsCert: filepath.Join(dir, "none.pem"), APNsKey: filepath.Join(dir, "none.key")}, "APNs certificate"},
+		{"fail/apns-cert-garbage", providers.Config{APNsCert: garbage, APNsKey: garbage}, "APNs certificate"},
+		{"fail/fcm-credentials-garbage", providers.Config{FCMCredentials: garbage}, "FCM"},
+		{"fail/wns-secret-without-sid", providers.Config{WNSClientSecret: "s3cret"}, "WNS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := core.NewMain(core.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Push: tc.push,

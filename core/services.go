@@ -2,10 +2,8 @@ package core
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/custos-uem/custos/command"
@@ -25,13 +23,11 @@ const (
 // notifier, and starts the scheduled jobs.
 func (m *Main) startServices(ctx context.Context) error {
 	cfg := &m.Config
-	host, _ := os.Hostname()
-	m.ProcessID = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
 
 	sender := cfg.PushSender
 	if sender == nil {
 		var err error
-		if sender, err = cfg.Push.sender(m.Registry); err != nil {
+		if sender, err = m.pushSender(); err != nil {
 			return err
 		}
 	}
