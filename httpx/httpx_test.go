@@ -19,6 +19,12 @@ import (
 // device auth accepts header X-Device: ok, admin auth Authorization: ok.
 func testRouter(t *testing.T) *httptest.Server {
 	t.Helper()
+	return testRouterWith(t, func(rt *Router) http.Handler { return rt })
+}
+
+// testRouterWith serves what serve makes of the test router.
+func testRouterWith(t *testing.T, serve func(*Router) http.Handler) *httptest.Server {
+	t.Helper()
 	gate := func(header string) func(http.Handler) http.Handler {
 		return func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -36,8 +42,9 @@ func testRouter(t *testing.T) *httptest.Server {
 	}
 	rt.Public("GET /healthz", ok("health"))
 	rt.Device("POST /device/v1/checkin", ok("checkin"))
+	rt.Public("GET /api/v1/openapi.json", ok("openapi"))
 	rt.Admin("GET /api/v1/users", ok("users"))
-	srv := httptest.NewServer(Observe(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, rt))
+	srv := httptest.NewServer(Observe(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, serve(rt)))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -226,4 +233,30 @@ func depth(v any) int {
 		return m + 1
 	}
 	return 0
+}
+
+// TestDevicesOnlyServesNoAdminRoute: what the Core serves to connections
+// a relay carries: device routes, and no admin route under any spelling,
+// not even with an administrator's credentials or a public admin page.
+func TestDevicesOnlyServesNoAdminRoute(t *testing.T) {
+	srv := testRouterWith(t, func(rt *Router) http.Handler { return rt.DevicesOnly() })
+	addr := srv.Listener.Addr().String()
+	for _, tc := range []struct {
+		name, target, header string
+		want                 int
+	}{
+		{"fail/admin-with-credentials", "/api/v1/users", "Authorization: ok\r\n", 404},
+		{"fail/public-admin-page", "/api/v1/openapi.json", "", 404},
+		{"fail/odd-spelling", "/device/../api/v1/users", "Authorization: ok\r\n", 404},
+		{"fail/encoded-dots", "/device/%2e%2e/api/v1/users", "Authorization: ok\r\n", 404},
+		{"fail/double-slash", "//api/v1/users", "Authorization: ok\r\n", 404},
+		{"fail/device-route-without-device", "/device/v1/checkin", "", 401},
+		{"ok/health", "/healthz", "", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rawGet(t, addr, tc.target, tc.header); got != tc.want {
+				t.Fatalf("GET %s = %d, want %d", tc.target, got, tc.want)
+			}
+		})
+	}
 }

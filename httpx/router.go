@@ -89,3 +89,19 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// answer (a redirect to the clean path, or 404).
 	rt.adminH.ServeHTTP(w, r)
 }
+
+// DevicesOnly returns a handler that serves the device routes, and of the
+// public routes only those for devices (/device/…, /pki/…, /healthz);
+// everything else, the admin API included, is 404. It is what the Core
+// serves to connections that reach it through a relay: the admin API
+// stays inside the company network.
+func (rt *Router) DevicesOnly() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if Canonical(r) && (strings.HasPrefix(p, "/device/") || strings.HasPrefix(p, "/pki/") || p == "/healthz") {
+			rt.ServeHTTP(w, r)
+			return
+		}
+		WriteError(w, r, errs.E(errs.NotFound, "route_not_found", "no such route"))
+	})
+}
