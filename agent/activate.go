@@ -93,6 +93,7 @@ func (c *Client) Activate(ctx context.Context, login, password string) (*Activat
 		HardwareID:     inv.HardwareID,
 		State:          StateEnrolling,
 		ServerTrust:    TrustSystem,
+		Relays:         c.relays(),
 	}
 	switch {
 	case len(c.serverCAPEM) > 0:

@@ -135,6 +135,13 @@ type Options struct {
 	// DialContext dials the Core when Transport is nil; nil is a
 	// net.Dialer.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Relays, when set, are the relays (host:port, from discovery) the
+	// device reaches its Core through: every connection is an HTTP
+	// CONNECT to the Core's server ID through the first relay that
+	// answers, and TLS with the Core runs inside it. Saved at activation;
+	// a later Client takes them from the Store when this is empty. Only
+	// used when Transport is nil.
+	Relays []string
 	// Clock is the time source and sleeper; nil is the real clock.
 	Clock Clock
 	// Rand jitters poll intervals and backoff; nil is a generator seeded
@@ -166,7 +173,8 @@ type Client struct {
 	timeout   time.Duration
 	log       *slog.Logger
 
-	serverURL   string // as configured (may be empty until activation)
+	serverURL   string   // as configured (may be empty until activation)
+	optRelays   []string // Options.Relays
 	serverCAs   *x509.CertPool
 	serverCAPEM []byte
 	baseTr      *http.Transport // Transport option or our own
@@ -287,7 +295,15 @@ func New(opts Options) (*Client, error) {
 			c.serverCAs = opts.Transport.TLSClientConfig.RootCAs
 		}
 	} else {
-		c.baseTr = NewTransport(c.serverCAs, opts.DialContext)
+		c.optRelays = opts.Relays
+		c.baseTr = NewTransport(c.serverCAs, c.relayDial(opts.DialContext))
+		env := c.baseTr.Proxy
+		c.baseTr.Proxy = func(r *http.Request) (*url.URL, error) {
+			if len(c.relays()) > 0 {
+				return nil, nil // the relay is the proxy
+			}
+			return env(r)
+		}
 		c.closeTr = true
 	}
 	c.pre = &http.Client{Transport: c.baseTr, CheckRedirect: noRedirect}

@@ -50,11 +50,15 @@ type Store interface {
 // secret: the private key is a separate item.
 type State struct {
 	// ServerURL is the Core the device activated with (https://host[:port]).
-	ServerURL      string `json:"server_url"`
-	DeviceID       string `json:"device_id,omitempty"`
-	ActivationType string `json:"activation_type,omitempty"`
-	Platform       string `json:"platform,omitempty"`
-	HardwareID     string `json:"hardware_id,omitempty"`
+	ServerURL string `json:"server_url"`
+	// Relays are the relays (host:port) through which the device reaches
+	// its Core when it has no direct route: each connection is an HTTP
+	// CONNECT to the server's ID through the first relay that answers.
+	Relays         []string `json:"relays,omitempty"`
+	DeviceID       string   `json:"device_id,omitempty"`
+	ActivationType string   `json:"activation_type,omitempty"`
+	Platform       string   `json:"platform,omitempty"`
+	HardwareID     string   `json:"hardware_id,omitempty"`
 	// State is the device state the Core last reported ("enrolled",
 	// "active"), "enrolling" between the key being saved and the
 	// certificate arriving, or "refused" once the Core refused the

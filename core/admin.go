@@ -42,7 +42,11 @@ func (m *Main) adminRouter(ctx context.Context) (*httpx.Router, error) {
 		m.banner = append(m.banner, "Admin API token: "+tokenPath)
 	}
 	rt := httpx.NewRouter(device.CertAuth(m.DB, httpx.WriteError), authSvc.Middleware(httpx.WriteError))
-	users := &user.Service{Store: m.DB, Devices: m.Devices, Now: cfg.Now}
+	var userStore user.Stores = m.DB
+	if m.Relay != nil {
+		userStore = routeSyncing{Stores: m.DB, sync: m.Relay.RequestRouteSync}
+	}
+	users := &user.Service{Store: userStore, Devices: m.Devices, Now: cfg.Now}
 	api.New(api.Deps{Users: users, Activation: m.Activation, Devices: m.Devices, Auth: authSvc, Audit: auditLog,
 		Commands: m.Commands, Policies: m.Policies, Compliance: m.Compliance}).Register(rt)
 	return rt, nil

@@ -33,12 +33,15 @@ import (
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/compliance"
 	"github.com/custos-uem/custos/device"
+	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/notify"
 	"github.com/custos-uem/custos/pki"
 	agentproto "github.com/custos-uem/custos/platform/agent"
 	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/push"
+	"github.com/custos-uem/custos/push/providers"
+	"github.com/custos-uem/custos/relay"
 	"github.com/custos-uem/custos/secret"
 	"github.com/custos-uem/custos/sqlstore"
 )
@@ -92,9 +95,13 @@ type Config struct {
 	// (tests of slow clients shorten it).
 	ReadHeaderTimeout time.Duration
 
+	// Relay links the Core to relays (devices then reach it through
+	// them); zero means none.
+	Relay RelayConfig
+
 	// Push is the push provider configuration (APNs, FCM, WNS
 	// credentials); providers without credentials are not used.
-	Push PushConfig
+	Push providers.Config
 	// PushSender, when set, replaces the senders built from Push (tests
 	// point it at local fakes of the providers).
 	PushSender push.Sender
@@ -126,6 +133,10 @@ type Main struct {
 	Compliance *compliance.Engine
 	Notifier   *notify.Notifier
 	Registry   *prometheus.Registry
+	// Relay is the Core's link to its relays (nil without relays) and
+	// ServerID the ID it logs in with.
+	Relay    *relay.Client
+	ServerID string
 	// ProcessID names this process among the Cores sharing the database
 	// (scheduled-job claims, wake-up messages).
 	ProcessID string
@@ -133,13 +144,15 @@ type Main struct {
 	sched *scheduler
 	box   *secret.Box // seals secrets stored in the database
 
-	ln      net.Listener
-	srv     *http.Server
-	metLn   net.Listener
-	metSrv  *http.Server
-	serveWG sync.WaitGroup
-	closed  bool
-	banner  []string // start-up lines printed after the listening address
+	ln     net.Listener
+	srv    *http.Server
+	metLn  net.Listener
+	metSrv *http.Server
+	// relaySrv serves the device streams the relays carry.
+	relaySrv *http.Server
+	serveWG  sync.WaitGroup
+	closed   bool
+	banner   []string // start-up lines printed after the listening address
 }
 
 // NewMain returns a Main for cfg, with defaults filled in.
@@ -194,6 +207,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.checkInstallation(ctx, pepper); err != nil {
 		return err
 	}
+	host, _ := os.Hostname()
+	m.ProcessID = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), rand.Text()[:8])
+	if cfg.Relay.enabled() {
+		if err := m.newRelayClient(); err != nil {
+			return err
+		}
+	}
 	if m.box, err = secret.New(pepper); err != nil {
 		return err
 	}
@@ -217,6 +237,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Registry.MustRegister(m.DB.Collector())
 
 	m.Activation = &activation.Service{Store: m.DB, CA: ca, Pepper: pepper, Now: cfg.Now, Metrics: activation.NewMetrics(m.Registry)}
+	if m.Relay != nil {
+		m.Activation.Admit = m.licenseGate().Admit
+	}
 	if m.Activation.DefaultProfileID, err = m.Activation.EnsureDefaultProfile(ctx); err != nil {
 		return fmt.Errorf("default activation profile: %w", err)
 	}
@@ -225,26 +248,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	handler, err := m.routes(ctx)
+	handler, devices, err := m.routes(ctx)
 	if err != nil {
 		return err
+	}
+	if cfg.Relay.DevicesViaRelayOnly {
+		handler = withoutDevices(handler)
 	}
 	m.srv = httpx.NewServer(handler, log)
 	if cfg.ReadHeaderTimeout > 0 {
 		m.srv.ReadHeaderTimeout = cfg.ReadHeaderTimeout
 	}
-	m.srv.TLSConfig = &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{tlsCert},
-		// Devices present their certificate after activation; the admin
-		// API and the activation steps have none. Each route decides
-		// (httpx.Router), TLS only verifies a certificate that is given.
-		ClientAuth: tls.VerifyClientCertIfGiven,
-		ClientCAs:  ca.Pool(),
-		// Certificate validity is judged by the Core's clock, the same
-		// one that issued them.
-		Time: cfg.Now,
+	deviceTLS := func() *tls.Config {
+		return &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{tlsCert},
+			// Devices present their certificate after activation; the admin
+			// API and the activation steps have none. Each route decides
+			// (httpx.Router), TLS only verifies a certificate that is given.
+			ClientAuth: tls.VerifyClientCertIfGiven,
+			ClientCAs:  ca.Pool(),
+			// Certificate validity is judged by the Core's clock, the same
+			// one that issued them.
+			Time: cfg.Now,
+		}
 	}
+	m.srv.TLSConfig = deviceTLS()
 	m.serveWG.Add(1)
 	go func() {
 		defer m.serveWG.Done()
@@ -252,6 +281,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			log.Error("server stopped", "err", err)
 		}
 	}()
+	if m.Relay != nil {
+		m.serveRelay(devices, deviceTLS()) // a config of its own: ServeTLS edits it
+	}
 	if cfg.MetricsListen != "" {
 		if err := m.serveMetrics(cfg.MetricsListen); err != nil {
 			return err
@@ -268,11 +300,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// routes builds the handler; admin routes come from package api.
-func (m *Main) routes(ctx context.Context) (http.Handler, error) {
+// routes builds the handler of the listener (admin routes come from
+// package api) and the one of relay-borne connections, which serves the
+// device routes only.
+func (m *Main) routes(ctx context.Context) (all, devices http.Handler, err error) {
 	rt, err := m.adminRouter(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rate := m.Config.ActivationRate
 	if rate == 0 {
@@ -303,7 +337,21 @@ func (m *Main) routes(ctx context.Context) (http.Handler, error) {
 		w.Header().Set("Content-Type", "application/pkix-crl")
 		w.Write(der)
 	}))
-	return httpx.Observe(m.Config.Logger, httpx.NewMetrics(m.Registry), rt), nil
+	met := httpx.NewMetrics(m.Registry)
+	return httpx.Observe(m.Config.Logger, met, rt), httpx.Observe(m.Config.Logger, met, rt.DevicesOnly()), nil
+}
+
+// withoutDevices answers 404 to every device route: with
+// RelayConfig.DevicesViaRelayOnly devices reach the Core only through its
+// relays.
+func withoutDevices(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/device/") {
+			httpx.WriteError(w, r, errs.E(errs.NotFound, "route_not_found", "devices reach this Core through its relay"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serveMetrics starts the metrics listener.
@@ -365,6 +413,11 @@ func (m *Main) serverCert() (tls.Certificate, error) {
 		hosts = append(hosts, h)
 	}
 	hosts = append(hosts, cfg.Hostnames...)
+	if m.ServerID != "" {
+		// Devices reaching the Core through a relay name it by its
+		// server ID (CONNECT <server-id>:443, then TLS to that name).
+		hosts = append(hosts, m.ServerID)
+	}
 	return m.CA.LoadOrIssueServerCert(cfg.DataDir, hosts)
 }
 
@@ -393,6 +446,12 @@ func (m *Main) Close() error {
 	}
 	if m.metSrv != nil {
 		errs = append(errs, m.metSrv.Shutdown(ctx))
+	}
+	if m.relaySrv != nil {
+		errs = append(errs, m.relaySrv.Shutdown(ctx))
+	}
+	if m.Relay != nil {
+		m.Relay.Close()
 	}
 	m.serveWG.Wait()
 	if m.sched != nil {

@@ -67,7 +67,7 @@ func startProc(t *testing.T, dir, dsn string, extra ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"serve", "--data", dir, "--database", dsn, "--listen", "127.0.0.1:0",
+	args := append([]string{"serve", "--data", dir, "--database", dsn, "--listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0",
 		"--metrics-listen", "127.0.0.1:0", "--activation-rate", "-1", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "CUSTOS_TEST_POSTGRES=") // the child reads flags only

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/custos-uem/custos/device"
@@ -118,4 +119,15 @@ func retire(ctx context.Context, r runner, op string, now time.Time, cond string
 	}
 	return exec(ctx, r, op, `UPDATE devices SET state = 'removed', removed_at = $1
 		WHERE state <> 'removed' AND `+cond, args...)
+}
+
+// CountLicensed returns how many devices count against a licence: every
+// device not removed (activating, enrolled or active).
+func (db *DB) CountLicensed(ctx context.Context) (int, error) {
+	var n int
+	err := db.reader().row(ctx, `SELECT COUNT(*) FROM devices WHERE state <> 'removed'`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count devices: %w", err)
+	}
+	return n, nil
 }

@@ -156,3 +156,12 @@ func (db *DB) GroupsOf(ctx context.Context, userID string) ([]*user.Group, error
 	return list(ctx, db.reader(), scanGroup, "groups of user "+userID, `SELECT `+groupColumns+` FROM groups
 		WHERE id IN (SELECT group_id FROM group_members WHERE user_id = $1) ORDER BY id`, userID)
 }
+
+// UserEmails returns every user's email address (users without one are
+// left out), for the relay's activation discovery.
+func (db *DB) UserEmails(ctx context.Context) ([]string, error) {
+	return list(ctx, db.reader(), func(s scanner) (string, error) {
+		var e string
+		return e, s.Scan(&e)
+	}, "list user emails", `SELECT email FROM users WHERE email IS NOT NULL AND email <> '' ORDER BY email`)
+}

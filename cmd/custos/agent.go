@@ -71,7 +71,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func agentActivate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("agent activate", stderr)
 	var server, email, login, password, passwordFile, stateDir, caFile, simulate, logLevel string
-	fs.StringVar(&server, "server", "", "URL of the Core, https://host[:port] (required)")
+	fs.StringVar(&server, "server", "", "URL of the Core, https://host[:port] (this or --relay is required)")
+	relayURL := fs.String("relay", "", "URL of a relay, http://host:port: discovery finds the Core for --email, and the device reaches it through the relays")
 	fs.StringVar(&email, "email", "", "the user's email address")
 	fs.StringVar(&login, "login", "", "the user's username (instead of --email)")
 	fs.StringVar(&password, "password", "", "activation password (prefer CUSTOS_PASSWORD or --password-file: arguments are visible to other local users)")
@@ -86,8 +87,8 @@ func agentActivate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if fs.NArg() > 0 {
 		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
 	}
-	if server == "" {
-		return usageError(fs, stderr, "--server is required")
+	if server == "" && *relayURL == "" {
+		return usageError(fs, stderr, "--server or --relay is required")
 	}
 	user := email
 	if login != "" {
@@ -122,6 +123,16 @@ func agentActivate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	opts := agent.Options{ServerURL: server, Store: store, Collector: col, Logger: log}
+	if *relayURL != "" && server == "" {
+		// Activation discovery: the relay answers with the server and the
+		// relays that carry it.
+		route, err := agent.Discover(ctx, nil, *relayURL, user)
+		if err != nil {
+			return err
+		}
+		opts.ServerURL, opts.Relays = agent.ServerURLFor(route.ServerID), route.Relays
+		fmt.Fprintf(stdout, "server %s through %s\n", route.ServerID, strings.Join(route.Relays, ", "))
+	}
 	// The configuration is applied at activation (step 11) by what will
 	// run the device: the simulated device itself, or this Linux system.
 	if dev, ok := col.(*sim.Device); ok {

@@ -25,6 +25,8 @@ func commands() []command {
 		{"agent", "the device side: activate this device, stay enrolled", runAgent},
 		{"admin", "drive the REST API from the command line", runAdmin},
 		{"bench", "measure activations per second against an in-process Core", runBench},
+		{"relay", "run a relay: activation discovery, licensing, device tunnels, push fan-out", runRelay},
+		{"router", "a SOCKS5 proxy for outbound links (the seed's router)", runRouter},
 	}
 }
 

@@ -23,11 +23,11 @@ func TestREADMEWalkThrough(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			dir := t.TempDir()
 			data := filepath.Join(dir, "custos-data")
-			serveArgs := []string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--metrics-listen", "", "--log-level", "error"}
+			serveArgs := []string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--relay-listen", "127.0.0.1:0", "--metrics-listen", "", "--log-level", "error"}
 			if backend != "sqlite" {
 				serveArgs = append(serveArgs, "--database", sqltest.DSN(t, backend))
 			}
-			url := mustServe(t, serveArgs)
+			url, relayAddr := mustServe(t, serveArgs)
 			cli := func(args ...string) string {
 				t.Helper()
 				var out, errOut strings.Builder
@@ -70,6 +70,31 @@ func TestREADMEWalkThrough(t *testing.T) {
 				t.Fatalf("history:\n%s", hist)
 			}
 
+			// Step 7: a second phone knows only its user's address; the
+			// relay tells it where its Core is and carries it there.
+			admin("users", "add", "--email", "bob@example.com", "--name", "Bob Example")
+			bobPw := outField(t, admin("users", "password", "bob@example.com"), "activation password")
+			var bob string
+			for try := 0; ; try++ { // the new user reaches the relay's discovery within moments
+				var out, errOut strings.Builder
+				code := run(context.Background(), []string{"agent", "activate", "--relay", "http://" + relayAddr, "--ca", filepath.Join(data, "ca.pem"),
+					"--email", "bob@example.com", "--password", bobPw, "--state", filepath.Join(dir, "bob-phone"), "--simulate", "ios"}, &out, &errOut)
+				if code == 0 {
+					bob = out.String()
+					break
+				}
+				if try == 50 || !strings.Contains(errOut.String(), "no_route") {
+					t.Fatalf("activate through the relay: exit %d\n%s%s", code, out.String(), errOut.String())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if outField(t, bob, "state") != "active" || !strings.Contains(bob, "through "+relayAddr) {
+				t.Fatalf("activation through the relay:\n%s", bob)
+			}
+			if run := cli("agent", "run", "--state", filepath.Join(dir, "bob-phone"), "--once"); outField(t, run, "state") != "active" {
+				t.Fatalf("agent run through the relay:\n%s", run)
+			}
+
 			admin("devices", "remove", id)
 
 			var out, errOut strings.Builder
@@ -82,8 +107,8 @@ func TestREADMEWalkThrough(t *testing.T) {
 }
 
 // mustServe runs "custos serve" in the background until the test ends and
-// returns the URL it printed.
-func mustServe(t *testing.T, args []string) string {
+// returns the URL it printed and its embedded relay's device address.
+func mustServe(t *testing.T, args []string) (string, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -98,26 +123,33 @@ func mustServe(t *testing.T, args []string) string {
 			t.Errorf("custos serve exited %d", code)
 		}
 	})
-	urls := make(chan string, 1)
+	urls, relays := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		re := regexp.MustCompile(`listening on (https://\S+)`)
+		rr := regexp.MustCompile(`devices on (\S+)`)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				urls <- m[1]
 			}
+			if m := rr.FindStringSubmatch(sc.Text()); m != nil {
+				relays <- m[1]
+			}
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	select {
-	case u := <-urls:
-		return u
-	case code := <-done:
-		t.Fatalf("custos serve exited %d before listening", code)
-	case <-time.After(30 * time.Second):
-		t.Fatal("custos serve did not print its address")
+	var u, r string
+	for u == "" || r == "" {
+		select {
+		case u = <-urls:
+		case r = <-relays:
+		case code := <-done:
+			t.Fatalf("custos serve exited %d before listening", code)
+		case <-time.After(30 * time.Second):
+			t.Fatal("custos serve did not print its addresses")
+		}
 	}
-	return ""
+	return u, r
 }
 
 // outField returns the value of "name: value" in out.

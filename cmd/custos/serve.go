@@ -8,10 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
+	"path/filepath"
 	"time"
 
 	"github.com/custos-uem/custos/core"
+	"github.com/custos-uem/custos/relay/relayd"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -31,13 +32,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.ActivationRate, "activation-rate", 0, "activation requests allowed per second per client address, burst 4× (default 10; negative: no limit)")
 	fs.DurationVar(&cfg.ComplianceInterval, "compliance-interval", core.DefaultComplianceInterval, "how often every device is checked against its compliance profile, once across all Cores sharing the database (negative: never; devices are still checked when they report)")
 	fs.DurationVar(&cfg.ExpiryInterval, "expiry-interval", core.DefaultExpiryInterval, "how often expired commands are swept, once across all Cores sharing the database (negative: never; an expired command is still never delivered)")
-	fs.StringVar(&cfg.Push.APNsCert, "apns-cert", "", "PEM file of the APNs push certificate (for MDM: the APNs certificate for MDM); with --apns-key")
-	fs.StringVar(&cfg.Push.APNsKey, "apns-key", "", "PEM file of the APNs certificate's private key")
-	fs.StringVar(&cfg.Push.APNsTopic, "apns-topic", "", "APNs topic for devices that registered none")
-	fs.StringVar(&cfg.Push.APNsURL, "apns-url", "", "APNs endpoint (default Apple's production endpoint; https://api.sandbox.push.apple.com for development)")
-	fs.StringVar(&cfg.Push.FCMCredentials, "fcm-credentials", "", "Google service-account key file (JSON) for Firebase Cloud Messaging")
-	fs.StringVar(&cfg.Push.WNSPackageSID, "wns-package-sid", "", "Windows app package SID (ms-app://…) for WNS")
-	fs.StringVar(&cfg.Push.WNSClientSecret, "wns-client-secret", "", "WNS client secret (prefer the CUSTOS_WNS_CLIENT_SECRET environment variable: command lines are visible to other users)")
+	pushFlags(fs, &cfg.Push)
+	relayAddrs := fs.String("relay", "", "link addresses (host:port, comma-separated) of the relays devices reach this Core through; empty: run an embedded relay; \"none\": no relay")
+	fs.StringVar(&cfg.Relay.CAFile, "relay-ca", "", "PEM CA certificate that verifies the relays (their ca.pem); default: the system roots")
+	fs.StringVar(&cfg.Relay.Proxy, "relay-proxy", "", "how the link leaves the network: socks5://host:port or http://host:port (default: direct)")
+	fs.IntVar(&cfg.Relay.PoolSize, "relay-pool", 0, "link connections per relay, 2–4 (default 2)")
+	fs.StringVar(&cfg.Relay.LicenseFile, "license", "", "licence file (default: <data>/license.pem; the embedded relay issues a development licence when there is none)")
+	relayDomains := fs.String("relay-domain", "", "comma-separated email domains whose every address may activate against this Core")
+	fs.BoolVar(&cfg.Relay.DevicesViaRelayOnly, "devices-via-relay-only", false, "serve devices only through the relays; --listen then serves the admin API alone")
+	embedListen := fs.String("relay-listen", relayd.DefaultListen, "device port of the embedded relay (HTTP CONNECT and discovery)")
+	embedLinkListen := fs.String("relay-link-listen", "127.0.0.1:0", "link port of the embedded relay (other Cores may link to it)")
 	pprofAddr := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -48,16 +52,33 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	for _, h := range strings.Split(hostnames, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			cfg.Hostnames = append(cfg.Hostnames, h)
-		}
-	}
+	cfg.Hostnames = splitList(hostnames)
+	cfg.Relay.Domains = splitList(*relayDomains)
 	cfg.Logger, cfg.Stdout = log, stdout
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr, log); err != nil {
 			return err
 		}
+	}
+	var embedded *relayd.Main
+	switch *relayAddrs {
+	case "none":
+	case "":
+		embedded = relayd.NewMain(relayd.MainConfig{DataDir: filepath.Join(cfg.DataDir, "relay"),
+			LinkListen: *embedLinkListen, Listen: *embedListen, Logger: log, Stdout: stdout})
+		if err := embedded.Run(ctx); err != nil {
+			return fmt.Errorf("embedded relay: %w", err)
+		}
+		defer embedded.Close()
+		if _, lic, err := embedded.Enroll(ctx, cfg.DataDir, cfg.Relay.LicenseFile == ""); err != nil {
+			return fmt.Errorf("embedded relay: %w", err)
+		} else if lic != nil {
+			cfg.Relay.License = lic
+		}
+		cfg.Relay.Addresses = []string{embedded.LinkAddr()}
+		cfg.Relay.RootCAs = embedded.CA.Pool()
+	default:
+		cfg.Relay.Addresses = splitList(*relayAddrs)
 	}
 	m := core.NewMain(cfg)
 	if err := m.Run(ctx); err != nil {
