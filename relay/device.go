@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
+	"github.com/custos-uem/custos/relay/mux"
 )
 
 // The device port answers three requests and nothing else:
@@ -182,7 +184,14 @@ func (r *Relay) serveConnect(w http.ResponseWriter, req *http.Request) {
 	if pc, ok := conn.(*peekedConn); ok && pc.drained() {
 		conn = pc.Conn // hand the bare TCP connection to the stream: it reads without an idle buffer
 	}
-	splice(conn, brw.Reader, st)
+	// The tunnel runs on fresh goroutines and this handler returns: an
+	// idle tunnel then holds two shallow stacks, not the HTTP server's
+	// deep one with its request and response state.
+	r.wg.Add(1)
+	go func(conn net.Conn, br *bufio.Reader, st *mux.Stream) {
+		defer r.wg.Done()
+		splice(conn, br, st)
+	}(conn, brw.Reader, st)
 }
 
 // sniffTLS wraps ln so that connections whose first byte is a TLS

@@ -605,19 +605,22 @@ func codeOf(err error) string {
 // splice copies both ways between a device connection and its stream,
 // half-closing each direction as it ends, and returns when both are done.
 func splice(dev net.Conn, br *bufio.Reader, st *mux.Stream) {
+	// Bytes the device sent right behind its CONNECT (a pipelined TLS
+	// ClientHello) are in br's buffer: forward them first, here, so that
+	// the goroutines below do not keep the buffer: an idle tunnel holds
+	// none. They fit the
+	// stream's first window, so the write does not wait.
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		if _, err := st.Write(b); err != nil {
+			st.Reset("write failed")
+			dev.Close()
+			return
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// Bytes the device sent right behind its CONNECT (a pipelined
-		// TLS ClientHello) are in br's buffer: forward them first.
-		if n := br.Buffered(); n > 0 {
-			b, _ := br.Peek(n)
-			if _, err := st.Write(b); err != nil {
-				st.Reset("write failed")
-				dev.Close()
-				return
-			}
-		}
 		if _, err := st.ReadFrom(dev); err != nil {
 			st.Reset("device read failed")
 			return
