@@ -551,3 +551,23 @@ func TestDiscoverySlowloris(t *testing.T) {
 		t.Fatalf("a silent client was not cut off: %v", err)
 	}
 }
+
+// TestRelayMetrics: the operator sees the links and the refused logins.
+func TestRelayMetrics(t *testing.T) {
+	e := newRelay(t, func(c *relayd.MainConfig) { c.MetricsListen = "127.0.0.1:0" })
+	a := e.mustCore(echo)
+	mustLinked(t, a.c, relay.DefaultPoolSize)
+	hello, _ := json.Marshal(relay.Hello{Version: 1, ServerID: a.id, Key: relay.NewKey(), Instance: "intruder"})
+	rawLogin(t, e, hello, uint32(len(hello)))
+	resp, err := http.Get(e.m.MetricsURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"custos_relay_links 2", `custos_relay_logins_total{outcome="relay_bad_key"} 1`, `custos_relay_logins_total{outcome="ok"} 2`} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, b)
+		}
+	}
+}

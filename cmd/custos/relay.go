@@ -38,6 +38,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain to serve instead of one issued by the relay's own CA")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&cfg.LicenseKeys, "license-keys", "", "file of trusted licence public keys (PEM \"CUSTOS LICENSE KEY\"), besides the relay's own")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", "127.0.0.1:9465", "plain-HTTP address serving /metrics to Prometheus (loopback by default; empty: off)")
 	fs.Float64Var(&cfg.DiscoveryRate, "discovery-rate", 0, fmt.Sprintf("discovery lookups per second per client address, burst 4× (default %d; negative: no limit)", relay.DefaultDiscoveryRate))
 	pushFlags(fs, &cfg.Push)
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")

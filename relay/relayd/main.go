@@ -16,13 +16,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/custos-uem/custos/errs"
+	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/license"
 	"github.com/custos-uem/custos/pki"
 	"github.com/custos-uem/custos/push"
@@ -73,7 +77,9 @@ type MainConfig struct {
 	Logger            *slog.Logger
 	Stdout            io.Writer
 	Now               func() time.Time
-	Registry          prometheus.Registerer
+	// MetricsListen is the plain-HTTP address serving /metrics to
+	// Prometheus; empty serves none.
+	MetricsListen string
 }
 
 // Main is a running relay.
@@ -84,7 +90,12 @@ type Main struct {
 	CA     *pki.CA
 	Issuer *license.Issuer
 
+	// Registry holds the relay's metrics.
+	Registry *prometheus.Registry
+
 	linkLn, devLn net.Listener
+	metLn         net.Listener
+	metSrv        *http.Server
 	closed        bool
 }
 
@@ -143,6 +154,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	addrKey, err := m.addressKey(ctx)
 	if err != nil {
 		return err
@@ -162,7 +175,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 		if len(senders) > 0 {
-			sender = push.NewRouter(senders, push.NewPrometheusMetrics(registry(cfg.Registry)))
+			sender = push.NewRouter(senders, push.NewPrometheusMetrics(m.Registry))
 		}
 	}
 	if m.linkLn, err = net.Listen("tcp", cfg.LinkListen); err != nil {
@@ -181,22 +194,44 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Relay, err = relay.New(relay.Config{
 		Store: m.DB, PublicAddress: cfg.PublicAddress, Certificate: cert, LicenseKeys: keys,
 		AddressKey: addrKey, Push: sender, DiscoveryRate: cfg.DiscoveryRate,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout, Logger: cfg.Logger, Now: cfg.Now, Registry: cfg.Registry,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, Logger: cfg.Logger, Now: cfg.Now, Registry: m.Registry,
 	})
 	if err != nil {
 		return err
 	}
 	m.Relay.Serve(m.linkLn, m.devLn)
+	if cfg.MetricsListen != "" {
+		if err := m.serveMetrics(cfg.MetricsListen); err != nil {
+			return err
+		}
+		fmt.Fprintf(cfg.Stdout, "  Prometheus metrics: %s\n", m.MetricsURL())
+	}
 	fmt.Fprintf(cfg.Stdout, "Custos relay %s: Cores on %s, devices on %s (database: %s)\n", m.Relay.ID(), m.linkLn.Addr(), m.devLn.Addr(), m.DB.Backend())
 	fmt.Fprintf(cfg.Stdout, "  CA certificate for Cores (--relay-ca): %s (SHA-256 %s)\n", filepath.Join(cfg.DataDir, pki.CAFile), m.CA.Fingerprint())
 	return nil
 }
 
-func registry(r prometheus.Registerer) prometheus.Registerer {
-	if r == nil {
-		return prometheus.NewRegistry()
+// serveMetrics serves /metrics on its own listener, off the device and
+// link ports.
+func (m *Main) serveMetrics(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
 	}
-	return r
+	m.metLn = ln
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	m.metSrv = httpx.NewServer(mux, m.Config.Logger)
+	go m.metSrv.Serve(ln)
+	return nil
+}
+
+// MetricsURL is the URL of /metrics, or "" when metrics are off.
+func (m *Main) MetricsURL() string {
+	if m.metLn == nil {
+		return ""
+	}
+	return "http://" + m.metLn.Addr().String() + "/metrics"
 }
 
 // LinkAddr is where Cores log in; DeviceAddr where devices connect.
@@ -209,6 +244,9 @@ func (m *Main) Close() error {
 		return nil
 	}
 	m.closed = true
+	if m.metSrv != nil {
+		m.metSrv.Close()
+	}
 	if m.Relay != nil {
 		m.Relay.Close()
 	} else {
