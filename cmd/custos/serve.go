@@ -35,7 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	pushFlags(fs, &cfg.Push)
 	relayAddrs := fs.String("relay", "", "link addresses (host:port, comma-separated) of the relays devices reach this Core through; empty: run an embedded relay; \"none\": no relay")
 	fs.StringVar(&cfg.Relay.CAFile, "relay-ca", "", "PEM CA certificate that verifies the relays (their ca.pem); default: the system roots")
-	fs.StringVar(&cfg.Relay.Proxy, "relay-proxy", "", "how the link leaves the network: socks5://host:port or http://host:port (default: direct)")
+	proxy := fs.String("proxy", "", "how outbound links (relays, push providers) leave the network: socks5://host:port or http://host:port (default: direct)")
 	fs.IntVar(&cfg.Relay.PoolSize, "relay-pool", 0, "link connections per relay, 2–4 (default 2)")
 	fs.StringVar(&cfg.Relay.LicenseFile, "license", "", "licence file (default: <data>/license.pem; the embedded relay issues a development licence when there is none)")
 	relayDomains := fs.String("relay-domain", "", "comma-separated email domains whose every address may activate against this Core")
@@ -54,6 +54,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Hostnames = splitList(hostnames)
 	cfg.Relay.Domains = splitList(*relayDomains)
+	cfg.Relay.Proxy, cfg.Push.Proxy = *proxy, *proxy
 	cfg.Logger, cfg.Stdout = log, stdout
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr, log); err != nil {
