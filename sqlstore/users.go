@@ -16,23 +16,25 @@ var (
 )
 
 const userColumns = `id, email, username, display_name, source, activation_profile_id,
-	failed_activations, activation_locked_until, created_at, updated_at`
+	failed_activations, activation_locked_until, created_at, updated_at, external_id, directory_missing_since`
 
 func scanUser(s scanner) (*user.User, error) {
 	u := new(user.User)
 	return u, s.Scan(&u.ID, textDest{&u.Email}, textDest{&u.Username}, &u.DisplayName, &u.Source,
 		textDest{&u.ActivationProfileID}, &u.FailedActivations, nullTimeDest{&u.ActivationLockedUntil},
-		timeDest{&u.CreatedAt}, timeDest{&u.UpdatedAt})
+		timeDest{&u.CreatedAt}, timeDest{&u.UpdatedAt}, textDest{&u.ExternalID}, nullTimeDest{&u.DirectoryMissingSince})
 }
 
 // CreateUser implements user.Store. An empty email or username is stored as
 // none, so several accounts may lack one; an ActivationProfileID naming no
-// profile is errs.ErrNotFound.
+// profile is errs.ErrNotFound. An empty ExternalID is stored as none
+// (NULL), so only linked accounts are bound by its uniqueness.
 func (db *DB) CreateUser(ctx context.Context, u *user.User) error {
 	_, err := db.exec(ctx, "create user "+u.ID, `INSERT INTO users (`+userColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		u.ID, nullText(u.Email), nullText(u.Username), u.DisplayName, u.Source, nullText(u.ActivationProfileID),
-		u.FailedActivations, nullMicros(u.ActivationLockedUntil), micros(u.CreatedAt), micros(u.UpdatedAt))
+		u.FailedActivations, nullMicros(u.ActivationLockedUntil), micros(u.CreatedAt), micros(u.UpdatedAt),
+		nullText(u.ExternalID), nullMicros(u.DirectoryMissingSince))
 	return err
 }
 
@@ -62,8 +64,10 @@ func (db *DB) ListUsers(ctx context.Context, p user.Page) ([]*user.User, error) 
 // UpdateUser implements user.Store.
 func (db *DB) UpdateUser(ctx context.Context, u *user.User) error {
 	return db.execOne(ctx, "update user "+u.ID, `UPDATE users SET email = $2, username = $3,
-		display_name = $4, activation_profile_id = $5, updated_at = $6 WHERE id = $1`,
-		u.ID, nullText(u.Email), nullText(u.Username), u.DisplayName, nullText(u.ActivationProfileID), micros(u.UpdatedAt))
+		display_name = $4, activation_profile_id = $5, updated_at = $6, external_id = $7,
+		directory_missing_since = $8 WHERE id = $1`,
+		u.ID, nullText(u.Email), nullText(u.Username), u.DisplayName, nullText(u.ActivationProfileID), micros(u.UpdatedAt),
+		nullText(u.ExternalID), nullMicros(u.DirectoryMissingSince))
 }
 
 // DeleteUser implements user.Store. The contract has the caller remove the
@@ -90,20 +94,21 @@ func scanString(s scanner) (string, error) {
 	return v, s.Scan(&v)
 }
 
-const groupColumns = `id, name, description, activation_profile_id, created_at, updated_at`
+const groupColumns = `id, name, description, activation_profile_id, created_at, updated_at, external_id`
 
 func scanGroup(s scanner) (*user.Group, error) {
 	g := new(user.Group)
 	return g, s.Scan(&g.ID, &g.Name, &g.Description, textDest{&g.ActivationProfileID},
-		timeDest{&g.CreatedAt}, timeDest{&g.UpdatedAt})
+		timeDest{&g.CreatedAt}, timeDest{&g.UpdatedAt}, textDest{&g.ExternalID})
 }
 
 // CreateGroup implements user.GroupStore. Names are unique as given (case
-// matters), the same on both backends.
+// matters), the same on both backends; so are linked ExternalIDs.
 func (db *DB) CreateGroup(ctx context.Context, g *user.Group) error {
 	_, err := db.exec(ctx, "create group "+g.ID, `INSERT INTO groups (`+groupColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		g.ID, g.Name, g.Description, nullText(g.ActivationProfileID), micros(g.CreatedAt), micros(g.UpdatedAt))
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		g.ID, g.Name, g.Description, nullText(g.ActivationProfileID), micros(g.CreatedAt), micros(g.UpdatedAt),
+		nullText(g.ExternalID))
 	return err
 }
 
@@ -121,8 +126,8 @@ func (db *DB) ListGroups(ctx context.Context, p user.Page) ([]*user.Group, error
 // UpdateGroup implements user.GroupStore.
 func (db *DB) UpdateGroup(ctx context.Context, g *user.Group) error {
 	return db.execOne(ctx, "update group "+g.ID, `UPDATE groups SET name = $2, description = $3,
-		activation_profile_id = $4, updated_at = $5 WHERE id = $1`,
-		g.ID, g.Name, g.Description, nullText(g.ActivationProfileID), micros(g.UpdatedAt))
+		activation_profile_id = $4, updated_at = $5, external_id = $6 WHERE id = $1`,
+		g.ID, g.Name, g.Description, nullText(g.ActivationProfileID), micros(g.UpdatedAt), nullText(g.ExternalID))
 }
 
 // DeleteGroup implements user.GroupStore; memberships go with the group

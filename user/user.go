@@ -1,5 +1,5 @@
 // Package user owns the people Custos manages devices for: user accounts
-// (local now, company-directory accounts later) and the groups they belong to.
+// (local, or from the company directory) and the groups they belong to.
 //
 // Logins (email and username) are unique case-insensitively and stored in
 // lower case. The Store contracts below are implemented by sqlstore and
@@ -16,6 +16,10 @@ import (
 // Source says where an account comes from.
 const (
 	SourceLocal = "local"
+	// SourceDirectory marks an account created and kept up to date by the
+	// company-directory sync (package directory). Its ExternalID links it
+	// to the directory entry.
+	SourceDirectory = "directory"
 )
 
 // User is a person who may own devices.
@@ -34,6 +38,14 @@ type User struct {
 	ActivationLockedUntil *time.Time `json:"activation_locked_until,omitempty"`
 	CreatedAt             time.Time  `json:"created_at"`
 	UpdatedAt             time.Time  `json:"updated_at"`
+	// ExternalID is the company directory's stable identifier of the
+	// account (entryUUID or objectGUID), unique when set; empty for local
+	// accounts. The DN is not used: it changes on a rename or move.
+	ExternalID string `json:"external_id,omitempty"`
+	// DirectoryMissingSince is set when the directory sync no longer
+	// finds the account, and cleared when it reappears. Such a user is
+	// kept, with their devices, until an administrator deletes them.
+	DirectoryMissingSince *time.Time `json:"directory_missing_since,omitempty"`
 }
 
 // Group is a named set of users. Groups carry assignments (an activation
@@ -45,6 +57,11 @@ type Group struct {
 	ActivationProfileID string    `json:"activation_profile_id,omitempty"`
 	CreatedAt           time.Time `json:"created_at"`
 	UpdatedAt           time.Time `json:"updated_at"`
+	// ExternalID links the group to a company-directory group (its
+	// entryUUID or objectGUID), unique when set; empty for local groups.
+	// The directory sync then keeps the group's directory members in step;
+	// what is assigned to the group (activation profile, policies) stays.
+	ExternalID string `json:"external_id,omitempty"`
 }
 
 // Page selects a slice of an ordered listing: items whose ID sorts after
@@ -60,7 +77,8 @@ const MaxPage = 500
 // Store keeps users.
 type Store interface {
 	// CreateUser inserts u (ID, timestamps and lower-cased logins set by the
-	// caller). A duplicate email or username returns errs.ErrConflict.
+	// caller). A duplicate email, username or non-empty ExternalID returns
+	// errs.ErrConflict.
 	CreateUser(ctx context.Context, u *User) error
 	// User returns the user with id, or errs.ErrNotFound.
 	User(ctx context.Context, id string) (*User, error)
@@ -70,9 +88,13 @@ type Store interface {
 	// ListUsers returns users in ID order (IDs are time-ordered UUIDv7).
 	ListUsers(ctx context.Context, p Page) ([]*User, error)
 	// UpdateUser stores the mutable fields of u (email, username, display
-	// name, activation profile, UpdatedAt). errs.ErrNotFound if u.ID does not
-	// exist; errs.ErrConflict on a duplicate login.
+	// name, activation profile, UpdatedAt, ExternalID, DirectoryMissingSince).
+	// errs.ErrNotFound if u.ID does not exist; errs.ErrConflict on a
+	// duplicate login or external ID.
 	UpdateUser(ctx context.Context, u *User) error
+	// UserByExternalID returns the user linked to the directory entry with
+	// externalID, or errs.ErrNotFound (always for an empty one).
+	UserByExternalID(ctx context.Context, externalID string) (*User, error)
 	// DeleteUser removes the user together with their activation passwords,
 	// enrollment sessions, group memberships and device history; the caller
 	// must have removed (and so revoked) their devices first. errs.ErrNotFound.
@@ -83,14 +105,19 @@ type Store interface {
 
 // GroupStore keeps groups and their members.
 type GroupStore interface {
-	// CreateGroup inserts g; a duplicate name returns errs.ErrConflict.
+	// CreateGroup inserts g; a duplicate name or non-empty ExternalID
+	// returns errs.ErrConflict.
 	CreateGroup(ctx context.Context, g *Group) error
 	// Group returns the group with id, or errs.ErrNotFound.
 	Group(ctx context.Context, id string) (*Group, error)
+	// GroupByExternalID returns the group linked to the directory group
+	// with externalID, or errs.ErrNotFound (always for an empty one).
+	GroupByExternalID(ctx context.Context, externalID string) (*Group, error)
 	// ListGroups returns groups in ID order.
 	ListGroups(ctx context.Context, p Page) ([]*Group, error)
-	// UpdateGroup stores name, description, activation profile and
-	// UpdatedAt. errs.ErrNotFound; errs.ErrConflict on a duplicate name.
+	// UpdateGroup stores name, description, activation profile, ExternalID
+	// and UpdatedAt. errs.ErrNotFound; errs.ErrConflict on a duplicate name
+	// or external ID.
 	UpdateGroup(ctx context.Context, g *Group) error
 	// DeleteGroup removes the group and its memberships. errs.ErrNotFound.
 	DeleteGroup(ctx context.Context, id string) error

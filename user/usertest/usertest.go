@@ -37,7 +37,7 @@ var t0 = time.Date(2031, 3, 4, 5, 6, 7, 8000, time.UTC)
 // Run runs the suite; open must return empty stores of their own for each
 // call (the subtests run in parallel).
 func Run(t *testing.T, open func(t *testing.T) Stores) {
-	storetest.Run(t, open, []storetest.Case[Stores]{
+	storetest.Run(t, open, append([]storetest.Case[Stores]{
 		{Name: "CreateUserThenUserReturnsIt", Fn: testCreateUser},
 		{Name: "CreateUserRefusesDuplicateLogins", Fn: testCreateUserConflict},
 		{Name: "UserUnknownIsNotFound", Fn: testUserUnknown},
@@ -59,7 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{Name: "UserGroupsAllFollowsNesting", Fn: testUserGroupsAll},
 		{Name: "DeleteGroupRemovesNesting", Fn: testDeleteGroupNesting},
 		{Name: "ConcurrentSubgroupAddsCannotCloseACycle", Fn: testConcurrentSubgroups},
-	})
+	}, directoryCases...))
 }
 
 // NewUser returns a user with unique logins derived from name, not stored.
