@@ -24,8 +24,10 @@ const InitialTokenName = "initial"
 
 // adminIn is the body of POST /admins.
 type adminIn struct {
-	Username    string   `json:"username"`
-	DisplayName string   `json:"display_name"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+	// Role is a role ID; empty means auth.RoleSecurityAdmin.
+	Role        string   `json:"role"`
 	ScopeGroups []string `json:"scope_groups"`
 }
 
@@ -73,23 +75,26 @@ func (a *API) createAdmin(c *call) error {
 	}
 	c.note("username", in.Username)
 	c.note("scope_groups", in.ScopeGroups)
-	// The groups must exist now: a typing error would otherwise make an
-	// administrator who sees nothing, silently.
-	if len(in.ScopeGroups) > auth.MaxScopeGroups {
-		return invalidAdmin("scope_groups", fmt.Sprintf("at most %d groups", auth.MaxScopeGroups))
+	role := in.Role
+	if role == "" {
+		role = auth.RoleSecurityAdmin
 	}
-	for _, g := range in.ScopeGroups {
-		if !validID(g) {
-			return invalidAdmin("scope_groups", "group IDs")
-		}
-		if _, err := a.d.Users.Group(c.ctx(), g); err != nil {
-			if errs.Is(err, errs.NotFound) {
-				return invalidAdmin("scope_groups", "no group has the ID "+g)
-			}
-			return err
-		}
+	c.note("role", role)
+	r, err := a.d.Auth.Role(c.ctx(), role)
+	if errs.Is(err, errs.NotFound) {
+		return invalidAdmin("role", "no such role")
 	}
-	ad, err := a.d.Auth.CreateAdmin(c.ctx(), auth.NewAdmin{Username: in.Username, DisplayName: in.DisplayName, ScopeGroups: in.ScopeGroups})
+	if err != nil {
+		return err
+	}
+	// No administrator makes one stronger than themselves.
+	if err := c.grant(r.Set()); err != nil {
+		return err
+	}
+	if err := a.checkScopeGroups(c, in.ScopeGroups, invalidAdmin); err != nil {
+		return err
+	}
+	ad, err := a.d.Auth.CreateAdmin(c.ctx(), auth.NewAdmin{Username: in.Username, DisplayName: in.DisplayName, Role: role, ScopeGroups: in.ScopeGroups})
 	if err != nil {
 		return err
 	}
@@ -100,6 +105,27 @@ func (a *API) createAdmin(c *call) error {
 	}
 	c.note("token_created", t.ID)
 	return c.reply(http.StatusCreated, adminCreated{adminView: viewAdmin(ad), Token: tokenCreated{Token: t, Value: plain}})
+}
+
+// checkScopeGroups checks that scope groups exist now: a typing error
+// would otherwise make an administrator who sees nothing, silently.
+// invalid builds the error naming the field.
+func (a *API) checkScopeGroups(c *call, groups []string, invalid func(field, why string) error) error {
+	if len(groups) > auth.MaxScopeGroups {
+		return invalid("scope_groups", fmt.Sprintf("at most %d groups", auth.MaxScopeGroups))
+	}
+	for _, g := range groups {
+		if !validID(g) {
+			return invalid("scope_groups", "group IDs")
+		}
+		if _, err := a.d.Users.Group(c.ctx(), g); err != nil {
+			if errs.Is(err, errs.NotFound) {
+				return invalid("scope_groups", "no group has the ID "+g)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func invalidAdmin(field, why string) error {

@@ -27,13 +27,28 @@
 //     shared secret) are stored and sent to devices, never shown: reads
 //     say "***".
 //
+// # Roles and permissions
+//
+// Every route names one auth.Permission (the route table's Permission,
+// shown in the OpenAPI document as x-custos-permission). Before the
+// handler runs, the administrator's role (auth.Admin.Role: a built-in
+// role or a custom one, GET /roles) must have it; otherwise the answer is
+// 403 permission_denied naming the permission (error.fields.permission)
+// and the audit trail gets an entry "<action>.denied" (the route's audit
+// action, or its operation ID for a read) with outcome denied. A route
+// that names no permission is refused to everybody. Queueing wipe_work,
+// wipe_device or raw commands needs auth.WipeSend besides
+// auth.CommandsSend, one device or many. Nobody grants what they lack: a
+// role created or changed, an administrator created or a role bound to a
+// directory group must carry only permissions the caller has.
+//
 // # Scope of an administrator
 //
 // An administrator may be limited to the devices of the users in a set of
 // groups, nested groups included (auth.Admin.ScopeGroups; empty means
-// every device, as for the bootstrap administrator). Roles proper come
-// later; until then the scope is what keeps a regional administrator off
-// the rest of the fleet:
+// every device, as for the bootstrap administrator), next to what their
+// role allows; the scope is what keeps a regional administrator off the
+// rest of the fleet:
 //
 //   - Every route addressing a device (get, remove, its commands,
 //     configuration and compliance) checks the scope next to the fetch. A
@@ -51,10 +66,10 @@
 //   - Only an unscoped administrator creates administrators (403
 //     admin_scoped otherwise), and so issues tokens for anyone else; a
 //     scoped one could otherwise create a wider administrator.
+//   - Only an unscoped administrator binds roles to directory groups.
 //
-// Users, groups, activation profiles and policies are not scoped yet: a
-// scoped administrator still manages the directory and the policies (the
-// role model will split those duties).
+// Users, groups, activation profiles and policies are not scoped: a
+// scoped administrator's role says whether they manage them.
 package api
 
 import (
@@ -72,6 +87,7 @@ import (
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/compliance"
 	"github.com/custos-uem/custos/device"
+	"github.com/custos-uem/custos/directory"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/policy"
@@ -111,6 +127,17 @@ type Deps struct {
 	Commands   *command.Service
 	Policies   *policy.Service
 	Compliance *compliance.Engine
+	// SendActivationEmail emails a user their new activation password;
+	// nil when the Core has no SMTP server.
+	SendActivationEmail func(ctx context.Context, u *user.User, password string, expires time.Time) error
+	// Directory syncs the company directory; nil when there is none.
+	Directory DirectorySyncer
+}
+
+// DirectorySyncer is the company directory's sync (directory.Syncer).
+type DirectorySyncer interface {
+	Sync(ctx context.Context) (directory.Report, error)
+	Last() (directory.Report, bool)
 }
 
 // API serves the administrator REST API.
@@ -149,6 +176,24 @@ func Patterns() []string {
 	return out
 }
 
+// RouteInfo describes a route of the table for tests and documentation.
+type RouteInfo struct {
+	Pattern    string // as Patterns
+	Public     bool
+	Permission auth.Permission
+	Action     string // the audit action of a mutating route
+}
+
+// Routes describes every route, in table order.
+func Routes() []RouteInfo {
+	out := make([]RouteInfo, len(routes))
+	for i := range routes {
+		r := &routes[i]
+		out[i] = RouteInfo{Pattern: r.pattern(), Public: r.Public, Permission: r.Permission, Action: r.Action}
+	}
+	return out
+}
+
 // call is one request to a route: its handler reads the request through
 // it and leaves the answer and the audit details on it.
 type call struct {
@@ -157,6 +202,9 @@ type call struct {
 	route *route
 	admin *auth.Admin
 	token *auth.Token
+	// perms are what the administrator's role allows, resolved once per
+	// request before the handler runs.
+	perms auth.PermissionSet
 
 	// set by handlers
 	status   int
@@ -208,13 +256,37 @@ func validID(s string) bool {
 	return true
 }
 
+// require refuses (403 permission_denied) unless the caller's role has p:
+// the second check of a handler whose action needs more than its route's
+// permission.
+func (c *call) require(p auth.Permission) error {
+	if !c.perms.Has(p) {
+		return auth.ErrPermissionDenied(p)
+	}
+	return nil
+}
+
+// authorize resolves the caller's permissions and checks the route's: a
+// route that names none is refused to everybody.
+func (a *API) authorize(c *call) error {
+	perms, err := a.d.Auth.PermissionsOf(c.ctx(), c.admin)
+	if err != nil {
+		return err
+	}
+	c.perms = perms
+	return c.require(c.route.Permission)
+}
+
 // handler wraps a route's handler: it checks the administrator is there
 // (the router's AdminAuth put them in the context; refusing here too keeps
-// the API deny-by-default even if it were mounted on a plain mux), runs
-// it, records the audit entry of a mutating route, then answers.
+// the API deny-by-default even if it were mounted on a plain mux) and
+// that their role has the route's permission, runs it, records the audit
+// entry of a mutating route or of any refusal for want of a permission,
+// then answers.
 func (a *API) handler(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{w: w, r: r, route: rt}
+		var err error
 		if !rt.Public {
 			var ok bool
 			if c.admin, ok = auth.AdminFromContext(r.Context()); !ok {
@@ -222,9 +294,13 @@ func (a *API) handler(rt *route) http.Handler {
 				return
 			}
 			c.token, _ = auth.TokenFromContext(r.Context())
+			err = a.authorize(c)
 		}
-		err := rt.Handle(a, c)
-		if rt.Action != "" {
+		if err == nil {
+			err = rt.Handle(a, c)
+		}
+		_, denied := auth.DeniedPermission(err)
+		if rt.Action != "" || denied {
 			a.record(c, err)
 		}
 		if err != nil {
@@ -258,12 +334,32 @@ func (a *API) record(c *call, err error) {
 	if c.token != nil {
 		e.Detail["token_id"] = c.token.ID
 	}
-	if err != nil {
+	e.Detail["role"] = c.admin.Role
+	if p, ok := auth.DeniedPermission(err); ok {
+		// A refusal for want of a permission is its own action, so that
+		// the trail can be searched for them (?action=policy.update.denied).
+		e.Action = c.route.auditAction() + ".denied"
+		if e.ObjectType == "" {
+			e.ObjectType = "route"
+		}
+		e.Outcome = audit.OutcomeDenied
+		e.Detail["error"] = "permission_denied"
+		e.Detail["permission"] = string(p)
+		e.Detail["method"] = c.r.Method
+		e.Detail["path"] = truncate(c.r.URL.Path, 256)
+	} else if err != nil {
 		code, _, _ := errs.Public(err)
 		e.Outcome = audit.OutcomeFailed
 		e.Detail["error"] = code
 	}
 	a.d.Audit.Record(c.ctx(), e)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }
 
 // list is the shape of every listing.

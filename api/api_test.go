@@ -153,7 +153,7 @@ func TestNoToken(t *testing.T) {
 			if path == api.Prefix+"/openapi.json" {
 				continue
 			}
-			path = strings.NewReplacer("{id}", "0190a000-0000-7000-8000-000000000001", "{userID}", "x", "{childID}", "x", "{targetKind}", "group", "{targetID}", "x").Replace(path)
+			path = strings.NewReplacer("{id}", "0190a000-0000-7000-8000-000000000001", "{userID}", "x", "{childID}", "x", "{bindingID}", "x", "{targetKind}", "group", "{targetID}", "x").Replace(path)
 			r := anon.do(method, path, map[string]any{})
 			if r.Status != http.StatusUnauthorized || r.code() != "token_required" {
 				t.Errorf("%s %s without a token: %d %s", method, path, r.Status, r.Raw)
@@ -547,7 +547,7 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 		for _, p := range registered {
 			method, path, _ := strings.Cut(p, " ")
 			path = strings.NewReplacer("{id}", "0190a000-0000-7000-8000-00000000000f", "{userID}", "0190a000-0000-7000-8000-00000000000e",
-				"{childID}", "0190a000-0000-7000-8000-00000000000d", "{targetKind}", "group", "{targetID}", "0190a000-0000-7000-8000-00000000000c").Replace(path)
+				"{childID}", "0190a000-0000-7000-8000-00000000000d", "{bindingID}", "0190a000-0000-7000-8000-00000000000b", "{targetKind}", "group", "{targetID}", "0190a000-0000-7000-8000-00000000000c").Replace(path)
 			r := c.do(method, path, map[string]any{})
 			if r.code() == "route_not_found" || r.Status == http.StatusMethodNotAllowed || r.Status >= 500 {
 				t.Errorf("%s: %d %s", p, r.Status, r.Raw)
@@ -557,8 +557,8 @@ func TestOpenAPIDocumentMatchesRoutes(t *testing.T) {
 		if r := c.do("PUT", api.Prefix+"/users", nil); r.Status != 405 && r.code() != "route_not_found" {
 			t.Errorf("PUT /users: %d", r.Status)
 		}
-		if r := c.do("GET", api.Prefix+"/roles", nil); r.code() != "route_not_found" {
-			t.Errorf("GET /roles: %d %s", r.Status, r.Raw)
+		if r := c.do("GET", api.Prefix+"/rolez", nil); r.code() != "route_not_found" {
+			t.Errorf("GET /rolez: %d %s", r.Status, r.Raw)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/custos-uem/custos/auth"
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/policy"
@@ -66,6 +67,13 @@ type queuedItem struct {
 	DeviceID string `json:"device_id"`
 }
 
+// needsWipe reports the command types that need auth.WipeSend on top of
+// auth.CommandsSend: the two that delete data, and raw platform commands,
+// which may carry any verb of the platform, an erase included.
+func needsWipe(t command.Type) bool {
+	return t == command.WipeWork || t == command.WipeDevice || t == command.Raw
+}
+
 // newCommand turns a body into what command.Service.Send takes.
 func (c *call) newCommand(in *commandIn) (command.NewCommand, error) {
 	ttl, err := parseTTL(in.ExpiresIn)
@@ -76,6 +84,11 @@ func (c *call) newCommand(in *commandIn) (command.NewCommand, error) {
 		in.Payload = nil
 	}
 	c.note("type", in.Type)
+	if needsWipe(in.Type) {
+		if err := c.require(auth.WipeSend); err != nil {
+			return command.NewCommand{}, err
+		}
+	}
 	return command.NewCommand{Type: in.Type, Priority: in.Priority, Payload: in.Payload, TTL: ttl, CreatedBy: c.admin.ID}, nil
 }
 

@@ -2,7 +2,9 @@ package api
 
 import (
 	"encoding/json"
+
 	"fmt"
+	"github.com/custos-uem/custos/auth"
 	"net/http"
 	"regexp"
 	"strings"
@@ -117,6 +119,17 @@ func schemas() obj {
 		"id": str1("UUID"), "username": obj{"type": "string"}, "display_name": obj{"type": "string"}, "role": obj{"type": "string"},
 		"scope_groups": obj{"type": "array", "items": obj{"type": "string"}, "description": "empty: every device"}, "created_at": dateTime,
 	}}
+	permissionNames := obj{"type": "array", "items": obj{"type": "string", "enum": permissionEnum()}, "description": "permission names (GET /permissions); an unknown one is 400 unknown_permission"}
+	role := obj{"type": "object", "properties": obj{
+		"id":   str1("a built-in role's fixed ID (security_admin, enterprise_admin, help_desk, junior_help_desk) or a UUID"),
+		"name": obj{"type": "string"}, "description": obj{"type": "string"}, "permissions": permissionNames,
+		"built_in":   obj{"type": "boolean", "description": "built-in roles cannot be changed or deleted"},
+		"created_at": dateTime, "updated_at": dateTime,
+	}}
+	binding := obj{"type": "object", "properties": obj{
+		"id": str1("UUID"), "role_id": obj{"type": "string"}, "group": str1("the directory group's external ID"),
+		"scope_groups": obj{"type": "array", "items": obj{"type": "string"}, "description": "empty: every device"}, "created_at": dateTime,
+	}}
 	adminCreated := obj{"type": "object", "properties": obj{"token": ref("TokenCreated")}}
 	for k, v := range admin["properties"].(obj) {
 		adminCreated["properties"].(obj)[k] = v
@@ -141,16 +154,25 @@ func schemas() obj {
 		"PasswordCreate": object(nil, obj{
 			"password":   str1("the activation password (8 to 128 characters); absent or empty generates one"),
 			"expires_in": str1("a Go duration such as \"720h\"; default 720h, at most 8760h"),
+			"send_email": obj{"type": "boolean", "description": "also send the activation email (instructions, password, QR code); 400 mail_not_configured without an SMTP server"},
 		}),
 		"PasswordCreated": object(nil, obj{
 			"id": obj{"type": "string"}, "user_id": obj{"type": "string"}, "password": str1("the activation password: shown only in this answer"),
 			"generated": obj{"type": "boolean"}, "created_by": obj{"type": "string"}, "created_at": dateTime, "expires_at": dateTime,
+			"email": object([]string{"sent"}, obj{"sent": obj{"type": "boolean"}, "error": object([]string{"code", "message"}, obj{"code": obj{"type": "string"}, "message": obj{"type": "string"}})}),
 		}),
 		"Password":     password,
 		"PasswordList": listOf("Password"),
 		"Revoked":      object([]string{"revoked"}, obj{"revoked": obj{"type": "integer", "description": "how many were revoked"}}),
-		"Group":        group,
-		"GroupList":    listOf("Group"),
+		"DirectoryReport": object(nil, obj{
+			"started_at": dateTime, "finished_at": dateTime, "users_seen": integer, "groups_seen": integer,
+			"created": integer, "updated": integer, "missing": integer, "returned": integer,
+			"groups_created": integer, "groups_updated": integer, "groups_missing": integer,
+			"members_added": integer, "members_removed": integer, "subgroups_added": integer, "subgroups_removed": integer,
+			"failed": integer, "errors": obj{"type": "array", "items": object(nil, obj{"dn": obj{"type": "string"}, "code": obj{"type": "string"}, "message": obj{"type": "string"}})},
+		}),
+		"Group":     group,
+		"GroupList": listOf("Group"),
 		"GroupCreate": object([]string{"name"}, obj{
 			"name": obj{"type": "string"}, "description": obj{"type": "string"}, "activation_profile_id": str1("assign an activation profile"),
 		}),
@@ -245,10 +267,40 @@ func schemas() obj {
 		"AdminList": listOf("Admin"),
 		"AdminCreate": object([]string{"username"}, obj{
 			"username": str1("a-z 0-9 . _ - (stored in lower case)"), "display_name": obj{"type": "string"},
+			"role":         str1("a role ID (GET /roles); default security_admin. Only a role whose permissions you all have"),
 			"scope_groups": obj{"type": "array", "items": obj{"type": "string"}, "description": "limit the administrator to the devices of these groups' users (subgroups included); empty or absent: every device"},
 		}),
 		"AdminCreated": adminCreated,
+
+		"Role":     role,
+		"RoleList": listOf("Role"),
+		"RoleCreate": object([]string{"name", "permissions"}, obj{
+			"name": str1("1 to 64 printable characters, unique (any case), not a built-in role's"), "description": obj{"type": "string"},
+			"permissions": permissionNames,
+		}),
+		"RolePatch": object(nil, obj{
+			"name": obj{"type": "string"}, "description": obj{"type": "string"}, "permissions": permissionNames,
+		}),
+		"RoleBinding":     binding,
+		"RoleBindingList": listOf("RoleBinding"),
+		"RoleBindingCreate": object([]string{"group"}, obj{
+			"group":        str1("the directory group's external ID (an LDAP DN, an objectGUID …), compared exactly"),
+			"scope_groups": obj{"type": "array", "items": obj{"type": "string"}, "description": "limit the group's administrators to the devices of these groups' users; empty or absent: every device"},
+		}),
+		"Permission": object([]string{"name", "description"}, obj{
+			"name": obj{"type": "string", "enum": permissionEnum()}, "description": obj{"type": "string"},
+		}),
+		"PermissionList": listOf("Permission"),
 	}
+}
+
+// permissionEnum lists every permission name.
+func permissionEnum() []string {
+	var out []string
+	for _, p := range auth.Permissions() {
+		out = append(out, string(p))
+	}
+	return out
 }
 
 var pathParam = regexp.MustCompile(`\{([A-Za-z]+)\}`)
@@ -258,6 +310,9 @@ func errResp(desc string) obj {
 }
 
 // buildOpenAPI renders the document for a route table.
+// integer is the schema of a count.
+var integer = obj{"type": "integer"}
+
 func buildOpenAPI(table []route) []byte {
 	paths := obj{}
 	for i := range table {
@@ -295,7 +350,10 @@ func buildOpenAPI(table []route) []byte {
 		if r.Public {
 			op["security"] = []any{}
 		} else {
+			op["x-custos-permission"] = string(r.Permission)
+			op["description"] = fmt.Sprintf("Requires the permission %s (%s).", r.Permission, r.Permission.Description())
 			resp["401"] = errResp("no, an unknown, a revoked or an expired token (token_required, token_invalid, token_revoked, token_expired)")
+			resp["403"] = errResp("your role lacks the permission this needs (permission_denied; error.fields.permission names it), or only an administrator without a scope may do this (admin_scoped)")
 			if strings.Contains(r.Path, "{") {
 				resp["404"] = errResp("no such object, or one outside your scope (user_not_found, group_not_found, device_not_found, …)")
 			}

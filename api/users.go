@@ -8,6 +8,7 @@ import (
 
 	"github.com/custos-uem/custos/activation"
 	"github.com/custos-uem/custos/errs"
+	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/user"
 )
 
@@ -171,6 +172,16 @@ type passwordIn struct {
 	Password string `json:"password"`
 	// ExpiresIn is a Go duration; absent takes the default (30 days).
 	ExpiresIn string `json:"expires_in"`
+	// SendEmail sends the activation email (instructions, password, QR
+	// code) to the user's address.
+	SendEmail bool `json:"send_email"`
+}
+
+// emailOutcome says whether the activation email left. A failure leaves
+// the password valid and shown in the same answer: nothing is lost.
+type emailOutcome struct {
+	Sent  bool               `json:"sent"`
+	Error *httpx.ErrorDetail `json:"error,omitempty"`
 }
 
 // passwordCreated is the answer of POST …/activation-passwords: the only
@@ -183,7 +194,12 @@ type passwordCreated struct {
 	CreatedBy string    `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Email is present when send_email was asked.
+	Email *emailOutcome `json:"email,omitempty"`
 }
+
+// ErrMailNotConfigured refuses send_email when the Core has no SMTP server.
+var ErrMailNotConfigured = errs.E(errs.Invalid, "mail_not_configured", "no SMTP server is configured (serve --smtp-host); the password was not set")
 
 func (a *API) setPassword(c *call) error {
 	id, err := c.id("id", user.ErrUserNotFound)
@@ -198,8 +214,15 @@ func (a *API) setPassword(c *call) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.d.Users.Get(c.ctx(), id); err != nil {
+	u, err := a.d.Users.Get(c.ctx(), id)
+	if err != nil {
 		return err
+	}
+	if in.SendEmail && (a.d.SendActivationEmail == nil || u.Email == "") {
+		if u.Email == "" {
+			return errs.E(errs.Invalid, "user_has_no_email", "the user has no email address; the password was not set")
+		}
+		return ErrMailNotConfigured
 	}
 	generated := in.Password == ""
 	c.note("generated", generated)
@@ -209,7 +232,17 @@ func (a *API) setPassword(c *call) error {
 	}
 	c.note("password_id", p.ID)
 	c.note("expires_at", p.ExpiresAt)
-	return c.reply(http.StatusCreated, passwordCreated{ID: p.ID, UserID: p.UserID, Password: plain, Generated: generated, CreatedBy: p.CreatedBy, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt})
+	out := passwordCreated{ID: p.ID, UserID: p.UserID, Password: plain, Generated: generated, CreatedBy: p.CreatedBy, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt}
+	if in.SendEmail {
+		out.Email = &emailOutcome{Sent: true}
+		if err := a.d.SendActivationEmail(c.ctx(), u, plain, p.ExpiresAt); err != nil {
+			code, msg, _ := errs.Public(err)
+			httpx.Logger(c.ctx()).Warn("activation email not sent", "user", u.ID, "err", err)
+			out.Email = &emailOutcome{Error: &httpx.ErrorDetail{Code: code, Message: msg}}
+		}
+		c.note("email_sent", out.Email.Sent)
+	}
+	return c.reply(http.StatusCreated, out)
 }
 
 func (a *API) listPasswords(c *call) error {

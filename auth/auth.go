@@ -13,16 +13,14 @@ import (
 	"github.com/custos-uem/custos/device"
 )
 
-// Role of an administrator. Issue 5 brings the full role model; until then
-// every administrator is a security administrator.
-const RoleSecurityAdmin = "security_admin"
-
 // Admin is an administrator account.
 type Admin struct {
 	ID          string `json:"id"`
 	Username    string `json:"username"`
 	DisplayName string `json:"display_name"`
-	Role        string `json:"role"`
+	// Role is the ID of the administrator's role, built in (RoleSecurityAdmin
+	// …) or custom; it decides what they may do (Service.PermissionsOf).
+	Role string `json:"role"`
 	// ScopeGroups limits the administrator to the devices of users who
 	// are members of these groups, directly or through subgroups at any
 	// depth. Empty means every device. A deleted group stays listed and
@@ -51,7 +49,10 @@ type Token struct {
 type AdminStore interface {
 	// CreateAdmin inserts a (ScopeGroups included: nil and empty are
 	// stored alike and read back as nil); a duplicate username returns
-	// errs.ErrConflict.
+	// errs.ErrConflict. A.Role must be built in or a stored custom role,
+	// checked in the transaction of the insert (else errs.ErrNotFound), so
+	// that a concurrent RoleStore.DeleteRole cannot leave the
+	// administrator without a role.
 	CreateAdmin(ctx context.Context, a *Admin) error
 	// Admin returns the administrator with id, or errs.ErrNotFound.
 	Admin(ctx context.Context, id string) (*Admin, error)

@@ -77,8 +77,13 @@ type Service struct {
 	// Scope answers the scope questions of scoped administrators; with no
 	// store, every question about a scoped administrator fails (closed).
 	Scope ScopeStore
-	Now   func() time.Time
-	Rand  io.Reader
+	// Roles keeps custom roles and Bindings the bindings of roles to
+	// directory groups. When nil, Admins is used if it implements them;
+	// otherwise only built-in roles exist and the role routes fail.
+	Roles    RoleStore
+	Bindings RoleBindingStore
+	Now      func() time.Time
+	Rand     io.Reader
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token ID → last TouchToken by this process
@@ -209,15 +214,19 @@ const (
 type NewAdmin struct {
 	Username    string
 	DisplayName string
+	// Role is a role ID, built in or custom; empty means RoleSecurityAdmin.
+	Role        string
 	ScopeGroups []string
 }
 
 // ErrUsernameTaken answers a duplicate administrator username.
 var ErrUsernameTaken = errs.E(errs.Conflict, "admin_username_taken", "another administrator has this username")
 
-// CreateAdmin creates an administrator (role RoleSecurityAdmin until roles
-// arrive). Usernames are stored in lower case: a-z, 0-9, '.', '_', '-'.
-// Repeated scope groups are stored once.
+// CreateAdmin creates an administrator with the role in.Role (default
+// RoleSecurityAdmin; an unknown role is invalid_admin). Usernames are
+// stored in lower case: a-z, 0-9, '.', '_', '-'. Repeated scope groups are
+// stored once. The caller checks that its administrator may grant the role
+// (CheckGrant).
 func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (*Admin, error) {
 	fields := map[string]string{}
 	username := strings.ToLower(strings.TrimSpace(in.Username))
@@ -230,20 +239,18 @@ func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (*Admin, error) 
 	if len(display) > MaxDisplayName || !utf8.ValidString(display) || strings.IndexFunc(display, unicode.IsControl) >= 0 {
 		fields["display_name"] = "at most 128 printable characters"
 	}
-	var scope []string
-	seen := map[string]bool{}
-	for _, g := range in.ScopeGroups {
-		if g == "" || len(g) > 64 {
-			fields["scope_groups"] = "group IDs"
-			break
-		}
-		if !seen[g] {
-			seen[g] = true
-			scope = append(scope, g)
-		}
+	scope, why := checkScope(in.ScopeGroups)
+	if why != "" {
+		fields["scope_groups"] = why
 	}
-	if len(scope) > MaxScopeGroups {
-		fields["scope_groups"] = fmt.Sprintf("at most %d groups", MaxScopeGroups)
+	role := in.Role
+	if role == "" {
+		role = RoleSecurityAdmin
+	}
+	if _, err := s.Role(ctx, role); errs.Is(err, errs.NotFound) {
+		fields["role"] = "no such role"
+	} else if err != nil {
+		return nil, err
 	}
 	if len(fields) > 0 {
 		e := errs.E(errs.Invalid, "invalid_admin", "the administrator is invalid")
@@ -253,10 +260,15 @@ func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (*Admin, error) 
 	if display == "" {
 		display = username
 	}
-	a := &Admin{ID: id.New(), Username: username, DisplayName: display, Role: RoleSecurityAdmin, ScopeGroups: scope, CreatedAt: s.now()}
+	a := &Admin{ID: id.New(), Username: username, DisplayName: display, Role: role, ScopeGroups: scope, CreatedAt: s.now()}
 	if err := s.Admins.CreateAdmin(ctx, a); err != nil {
-		if errors.Is(err, errs.ErrConflict) {
+		switch {
+		case errors.Is(err, errs.ErrConflict):
 			return nil, errs.Wrap(ErrUsernameTaken.Kind, ErrUsernameTaken.Code, ErrUsernameTaken.Message, err)
+		case errors.Is(err, errs.ErrNotFound): // the role was deleted meanwhile
+			e := errs.Wrap(errs.Invalid, "invalid_admin", "the administrator is invalid", err)
+			e.Fields = map[string]string{"role": "no such role"}
+			return nil, e
 		}
 		return nil, fmt.Errorf("auth: create administrator: %w", err)
 	}

@@ -29,7 +29,9 @@ func scanAdmin(s scanner) (*auth.Admin, error) {
 	return a, nil
 }
 
-// CreateAdmin implements auth.AdminStore.
+// CreateAdmin implements auth.AdminStore. A custom role is checked (and,
+// on PostgreSQL, its row locked against DeleteRole) in the transaction of
+// the insert.
 func (db *DB) CreateAdmin(ctx context.Context, a *auth.Admin) error {
 	op := "create admin " + a.ID
 	scope := a.ScopeGroups
@@ -40,9 +42,14 @@ func (db *DB) CreateAdmin(ctx context.Context, a *auth.Admin) error {
 	if err != nil {
 		return err
 	}
-	_, err = db.exec(ctx, op, `INSERT INTO admins (`+adminColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		a.ID, a.Username, a.DisplayName, a.Role, scopeJSON, micros(a.CreatedAt))
-	return err
+	return db.write(ctx, func(ctx context.Context, r runner) error {
+		if err := db.referenceRole(ctx, r, op, a.Role); err != nil {
+			return err
+		}
+		_, err := exec(ctx, r, op, `INSERT INTO admins (`+adminColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+			a.ID, a.Username, a.DisplayName, a.Role, scopeJSON, micros(a.CreatedAt))
+		return err
+	})
 }
 
 // Admin implements auth.AdminStore.

@@ -86,7 +86,12 @@ func adminVerbs() []adminVerb {
 		{"policies", "unassign", "ID user|group TARGET-ID|LOGIN", "remove an assignment", policiesUnassign},
 		{"policies", "assignments", "ID", "list who a policy is assigned to", policiesAssignments},
 		{"admins", "list", "", "list administrators and their scopes", adminRes.list},
-		{"admins", "add", "--username U [--name N] [--scope GROUP-ID,...]", "create an administrator, optionally limited to some groups' devices, with a first token (shown once)", adminsAdd},
+		{"admins", "add", "--username U [--name N] [--role ROLE] [--scope GROUP-ID,...]", "create an administrator with a role (default security_admin), optionally limited to some groups' devices, with a first token (shown once)", adminsAdd},
+		{"roles", "list", "", "list roles: the built-in ones, then the custom ones", roleRes.list},
+		{"roles", "get", "ID", "show a role and its permissions", roleRes.get},
+		{"roles", "add", "--name N --permissions P,P [--description D]", "create a custom role (see roles permissions)", rolesAdd},
+		{"roles", "delete", "ID", "delete a custom role no administrator holds", roleRes.delete},
+		{"roles", "permissions", "", "list the permission names roles are made of", rolesPermissions},
 		{"tokens", "list", "", "list API tokens", tokenRes.list},
 		{"tokens", "add", "--name N [--expires 720h]", "create an API token (shown once)", tokensAdd},
 		{"tokens", "revoke", "ID", "revoke an API token", tokenRes.delete},
@@ -1355,8 +1360,46 @@ var adminRes = &adminResource{
 	fields: []field{
 		{"username", "username", "username (a-z 0-9 . _ -)", stringFlag},
 		{"name", "display_name", "display name", stringFlag},
+		{"role", "role", "role ID, see roles list (default security_admin)", stringFlag},
 		{"scope", "scope_groups", "limit to the devices of these groups' users, comma-separated group IDs (default: all devices)", listFlag},
 	},
+}
+
+var roleRes = &adminResource{
+	path: "/roles", deleted: "deleted role %s",
+	cols: []column{col("ID", "id"), col("NAME", "name"), col("BUILT-IN", "built_in"),
+		{"PERMISSIONS", func(m map[string]any) string {
+			ps, _ := m["permissions"].([]any)
+			s := make([]string, len(ps))
+			for i, p := range ps {
+				s[i] = cell(p)
+			}
+			return strings.Join(s, ",")
+		}}},
+	order: []string{"id", "name", "description", "built_in", "permissions", "created_at", "updated_at"},
+	fields: []field{
+		{"name", "name", "role name", stringFlag},
+		{"description", "description", "description", stringFlag},
+		{"permissions", "permissions", "comma-separated permission names (see roles permissions)", listFlag},
+	},
+}
+
+func rolesAdd(x *adminCmd, args []string) error {
+	if err := x.addArgs(roleRes.fields, args, "name"); err != nil {
+		return err
+	}
+	in := x.given(roleRes.fields)
+	if _, ok := in["permissions"]; !ok {
+		in["permissions"] = []string{}
+	}
+	return roleRes.send(x, "POST", roleRes.path, in)
+}
+
+func rolesPermissions(x *adminCmd, args []string) error {
+	if _, err := x.parse(args, 0); err != nil {
+		return err
+	}
+	return x.list("/permissions", nil, []column{col("PERMISSION", "name"), col("ALLOWS", "description")}, "")
 }
 
 func adminsAdd(x *adminCmd, args []string) error {
@@ -1366,7 +1409,7 @@ func adminsAdd(x *adminCmd, args []string) error {
 	return x.print("POST", adminRes.path, nil, x.given(adminRes.fields), func(m map[string]any) error {
 		tok, _ := m["token"].(map[string]any)
 		scope := adminRes.cols[4].get(m)
-		_, err := fmt.Fprintf(x.stdout, "administrator: %s\nid:            %s\nscope:         %s\ntoken:         %s\nThe token is shown only this once.\n", cell(m["username"]), cell(m["id"]), scope, cell(tok["token"]))
+		_, err := fmt.Fprintf(x.stdout, "administrator: %s\nid:            %s\nrole:          %s\nscope:         %s\ntoken:         %s\nThe token is shown only this once.\n", cell(m["username"]), cell(m["id"]), cell(m["role"]), scope, cell(tok["token"]))
 		return err
 	})
 }

@@ -519,6 +519,32 @@ func TestAdminCLIPoliciesCommandsAdmins(t *testing.T) {
 			_, _, err = a.run("--token", tok[1], "admins", "add", "--username", "ivy")
 			apiErr(t, err, "admin_scoped")
 
+			// Roles: a help-desk administrator locks but does not wipe.
+			if out := a.ok("roles", "list"); !strings.Contains(out, "help_desk") || !strings.Contains(out, "security_admin") {
+				t.Errorf("roles list:\n%s", out)
+			}
+			if out := a.ok("roles", "permissions"); !strings.Contains(out, "wipe.send") {
+				t.Errorf("roles permissions:\n%s", out)
+			}
+			_, _, err = a.run("admins", "add", "--username", "nobody", "--role", "no_such_role")
+			apiErr(t, err, "invalid_admin")
+			out = a.ok("admins", "add", "--username", "hd", "--role", "help_desk")
+			hd := regexp.MustCompile(`token:\s+(cst_\S+)`).FindStringSubmatch(out)
+			if hd == nil || !strings.Contains(out, "help_desk") {
+				t.Fatalf("admins add --role: %s", out)
+			}
+			_, _, err = a.run("--token", hd[1], "devices", "command", dev, "wipe_device")
+			apiErr(t, err, "permission_denied")
+			a.ok("--token", hd[1], "devices", "command", dev, "lock")
+			_, _, err = a.run("roles", "add", "--name", "bad", "--permissions", "devices.read,devices.nuke")
+			apiErr(t, err, "unknown_permission")
+			rid := a.json("roles", "add", "--name", "Viewer", "--permissions", "devices.read")["id"].(string)
+			if out := a.ok("roles", "delete", rid); out != "deleted role "+rid+"\n" {
+				t.Errorf("roles delete: %q", out)
+			}
+			_, _, err = a.run("roles", "delete", "help_desk")
+			apiErr(t, err, "role_built_in")
+
 			a.ok("groups", "remove-subgroup", east, field)
 			a.ok("policies", "unassign", pid, "group", east)
 			a.ok("policies", "delete", pid)
