@@ -67,9 +67,13 @@
 //     admin_scoped otherwise), and so issues tokens for anyone else; a
 //     scoped one could otherwise create a wider administrator.
 //   - Only an unscoped administrator binds roles to directory groups.
+//   - Only an unscoped administrator changes groups (members, subgroups,
+//     the groups themselves): a scope is made of groups, so changing them
+//     would widen it.
 //
-// Users, groups, activation profiles and policies are not scoped: a
-// scoped administrator's role says whether they manage them.
+// Users, activation profiles and policies are not scoped, and groups are
+// readable by all: a scoped administrator's role says whether they manage
+// them (groups excepted, above).
 package api
 
 import (

@@ -263,6 +263,21 @@ func TestCommandsPoliciesAndScope(t *testing.T) {
 					}
 				}
 			}},
+			{"fail/a scoped administrator changes no group", func(t *testing.T) {
+				// Adding someone to a group of her scope would give her
+				// their devices.
+				for _, call := range []struct{ method, path string }{
+					{"POST", "/groups"},
+					{"PATCH", "/groups/" + f.east},
+					{"DELETE", "/groups/" + f.east},
+					{"POST", "/groups/" + f.east + "/members"},
+					{"POST", "/groups/" + f.east + "/subgroups"},
+				} {
+					if r := f.carol.do(call.method, api.Prefix+call.path, map[string]any{"name": "x", "user_id": unknown, "group_id": unknown}); r.Status != 403 || r.code() != "admin_scoped" {
+						t.Errorf("scoped %s %s: %d %s", call.method, call.path, r.Status, r.Raw)
+					}
+				}
+			}},
 			{"fail/a scoped administrator creates no administrator", func(t *testing.T) {
 				if r := f.carol.do("POST", api.Prefix+"/admins", map[string]any{"username": "dave"}); r.Status != 403 || r.code() != "admin_scoped" {
 					t.Errorf("scoped create: %d %s", r.Status, r.Raw)

@@ -39,6 +39,9 @@ func (a *API) listGroups(c *call) error {
 }
 
 func (a *API) createGroup(c *call) error {
+	if err := groupsUnscoped(c); err != nil {
+		return err
+	}
 	var in groupIn
 	if err := c.decode(&in); err != nil {
 		return err
@@ -68,6 +71,9 @@ func (a *API) getGroup(c *call) error {
 }
 
 func (a *API) updateGroup(c *call) error {
+	if err := groupsUnscoped(c); err != nil {
+		return err
+	}
 	id, err := c.id("id", user.ErrGroupNotFound)
 	if err != nil {
 		return err
@@ -97,6 +103,9 @@ func (a *API) updateGroup(c *call) error {
 }
 
 func (a *API) deleteGroup(c *call) error {
+	if err := groupsUnscoped(c); err != nil {
+		return err
+	}
 	id, err := c.id("id", user.ErrGroupNotFound)
 	if err != nil {
 		return err
@@ -161,6 +170,9 @@ func (a *API) listMembers(c *call) error {
 }
 
 func (a *API) addMember(c *call) error {
+	if err := groupsUnscoped(c); err != nil {
+		return err
+	}
 	id, err := c.id("id", user.ErrGroupNotFound)
 	if err != nil {
 		return err
@@ -183,6 +195,9 @@ func (a *API) addMember(c *call) error {
 }
 
 func (a *API) removeMember(c *call) error {
+	if err := groupsUnscoped(c); err != nil {
+		return err
+	}
 	id, err := c.id("id", user.ErrGroupNotFound)
 	if err != nil {
 		return err
@@ -212,6 +227,9 @@ func (a *API) listSubgroups(c *call) error {
 }
 
 func (a *API) addSubgroup(c *call) error {
+	if err := groupsUnscoped(c); err != nil {
+		return err
+	}
 	id, err := c.id("id", user.ErrGroupNotFound)
 	if err != nil {
 		return err
@@ -235,6 +253,9 @@ func (a *API) addSubgroup(c *call) error {
 }
 
 func (a *API) removeSubgroup(c *call) error {
+	if err := groupsUnscoped(c); err != nil {
+		return err
+	}
 	id, err := c.id("id", user.ErrGroupNotFound)
 	if err != nil {
 		return err
@@ -249,4 +270,14 @@ func (a *API) removeSubgroup(c *call) error {
 	}
 	a.refreshGroups(c, child)
 	return c.reply(http.StatusNoContent, nil)
+}
+
+// groupsUnscoped refuses group changes to a scoped administrator: their
+// scope is made of groups, so adding anyone to a group in it, or nesting a
+// group under one, would widen what they manage.
+func groupsUnscoped(c *call) error {
+	if c.admin.Scoped() {
+		return ErrScoped
+	}
+	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/pki"
-	"github.com/custos-uem/custos/user"
 )
 
 // adminRouter bootstraps the first administrator, builds the
@@ -22,7 +21,7 @@ import (
 func (m *Main) adminRouter(ctx context.Context) (*httpx.Router, error) {
 	cfg := &m.Config
 	auditLog := &audit.Logger{Store: m.DB, Now: cfg.Now, Failures: audit.NewFailureCounter(m.Registry)}
-	authSvc := &auth.Service{Admins: m.DB, Tokens: m.DB, Scope: m.DB, Audit: auditLog, Now: cfg.Now}
+	authSvc := &auth.Service{Admins: m.DB, Tokens: m.DB, Scope: m.DB, Roles: m.DB, Bindings: m.DB, Audit: auditLog, Now: cfg.Now}
 	created, tokenPath, err := authSvc.Bootstrap(ctx, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap administrator: %w", err)
@@ -42,13 +41,16 @@ func (m *Main) adminRouter(ctx context.Context) (*httpx.Router, error) {
 		m.banner = append(m.banner, "Admin API token: "+tokenPath)
 	}
 	rt := httpx.NewRouter(device.CertAuth(m.DB, httpx.WriteError), authSvc.Middleware(httpx.WriteError))
-	var userStore user.Stores = m.DB
-	if m.Relay != nil {
-		userStore = routeSyncing{Stores: m.DB, sync: m.Relay.RequestRouteSync}
+	users := m.Users
+	deps := api.Deps{Users: users, Activation: m.Activation, Devices: m.Devices, Auth: authSvc, Audit: auditLog,
+		Commands: m.Commands, Policies: m.Policies, Compliance: m.Compliance, SendActivationEmail: m.sendActivationEmailFunc()}
+	if m.Directory != nil {
+		deps.Directory = m.Directory
 	}
-	users := &user.Service{Store: userStore, Devices: m.Devices, Now: cfg.Now}
-	api.New(api.Deps{Users: users, Activation: m.Activation, Devices: m.Devices, Auth: authSvc, Audit: auditLog,
-		Commands: m.Commands, Policies: m.Policies, Compliance: m.Compliance}).Register(rt)
+	api.New(deps).Register(rt)
+	if err := m.mountConsole(ctx, rt, authSvc, users, auditLog); err != nil {
+		return nil, err
+	}
 	return rt, nil
 }
 

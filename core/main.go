@@ -32,9 +32,12 @@ import (
 	"github.com/custos-uem/custos/activation"
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/compliance"
+	"github.com/custos-uem/custos/console"
 	"github.com/custos-uem/custos/device"
+	"github.com/custos-uem/custos/directory"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
+	"github.com/custos-uem/custos/mail"
 	"github.com/custos-uem/custos/notify"
 	"github.com/custos-uem/custos/pki"
 	agentproto "github.com/custos-uem/custos/platform/agent"
@@ -44,6 +47,8 @@ import (
 	"github.com/custos-uem/custos/relay"
 	"github.com/custos-uem/custos/secret"
 	"github.com/custos-uem/custos/sqlstore"
+	"github.com/custos-uem/custos/user"
+	"github.com/custos-uem/custos/websession"
 )
 
 // Defaults of Config.
@@ -98,6 +103,12 @@ type Config struct {
 	// Relay links the Core to relays (devices then reach it through
 	// them); zero means none.
 	Relay RelayConfig
+	// Directory is the company directory (LDAP, Active Directory); an
+	// empty URL means none.
+	Directory DirectoryConfig
+	// Mail is the SMTP server of activation emails; an empty host means
+	// none (passwords are then given to users another way).
+	Mail MailConfig
 
 	// Push is the push provider configuration (APNs, FCM, WNS
 	// credentials); providers without credentials are not used.
@@ -141,8 +152,21 @@ type Main struct {
 	// (scheduled-job claims, wake-up messages).
 	ProcessID string
 
-	sched *scheduler
-	box   *secret.Box // seals secrets stored in the database
+	// Sessions is the web sign-in layer of the console and Self-Service.
+	Sessions *websession.Service
+	// Users manages users and groups; Directory synchronises them from
+	// the company directory (nil without one).
+	Users     *user.Service
+	Directory *directory.Syncer
+
+	pushProviders []string // providers this Core sends to itself
+	mailSender    *mail.Sender
+	mailRenderer  *mail.Renderer
+	console       *console.Console
+
+	sched     *scheduler
+	box       *secret.Box // seals secrets stored in the database
+	secretKey []byte      // secret.key: keys what every Core sharing the database must agree on
 
 	ln     net.Listener
 	srv    *http.Server
@@ -217,6 +241,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.box, err = secret.New(pepper); err != nil {
 		return err
 	}
+	m.secretKey = pepper
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -14,6 +14,11 @@ func (m *Main) pushSender() (push.Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range []string{push.APNs, push.FCM, push.WNS} {
+		if senders[p] != nil {
+			m.pushProviders = append(m.pushProviders, p)
+		}
+	}
 	if m.Relay != nil {
 		for _, p := range []string{push.APNs, push.FCM, push.WNS} {
 			if senders[p] == nil {

@@ -11,12 +11,17 @@ import (
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/notify"
 	"github.com/custos-uem/custos/policy"
+	"github.com/custos-uem/custos/user"
+	"github.com/custos-uem/custos/websession"
 )
 
 // Default intervals of the scheduled jobs.
 const (
 	DefaultComplianceInterval = 15 * time.Minute
 	DefaultExpiryInterval     = time.Minute
+	// DefaultWebSessionSweep is how often expired console and Self-Service
+	// sessions and stale sign-in failures are deleted.
+	DefaultWebSessionSweep = 10 * time.Minute
 )
 
 // startServices builds the command queue, policies, compliance and the
@@ -47,11 +52,34 @@ func (m *Main) startServices(ctx context.Context) error {
 		cfg.Logger.Warn("wake-up listener not ready after 10s; long polls rely on this process's own queue until it is")
 	}
 
+	var userStore user.Stores = m.DB
+	if m.Relay != nil {
+		userStore = routeSyncing{Stores: m.DB, sync: m.Relay.RequestRouteSync}
+	}
+	m.Users = &user.Service{Store: userStore, Devices: m.Devices, Now: cfg.Now}
+	if err := m.startMail(); err != nil {
+		return err
+	}
+	var verifier websession.Verifier
+	if cfg.Directory.enabled() {
+		if err := m.startDirectory(); err != nil {
+			return err
+		}
+		verifier = directoryVerifier{dir: m.Directory.Dir, users: m.DB}
+	}
+	if err := m.newSessions(verifier); err != nil {
+		return err
+	}
 	m.sched = newScheduler(m.DB, m.ProcessID, cfg.Now, cfg.Logger, m.Registry)
-	m.sched.start(ctx, []job{
+	jobs := []job{
 		{name: "compliance", every: interval(cfg.ComplianceInterval, DefaultComplianceInterval), run: m.Compliance.Sweep},
 		{name: "command-expiry", every: interval(cfg.ExpiryInterval, DefaultExpiryInterval), run: m.Commands.Expire},
-	})
+		{name: "web-sessions", every: DefaultWebSessionSweep, run: m.Sessions.Sweep},
+	}
+	if m.Directory != nil && cfg.Directory.SyncInterval >= 0 {
+		jobs = append(jobs, job{name: "directory-sync", every: m.Directory.Period(), run: m.directoryJob})
+	}
+	m.sched.start(ctx, jobs)
 	return nil
 }
 

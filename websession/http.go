@@ -158,8 +158,10 @@ const (
 	CSRFField  = "csrf_token"
 	CSRFHeader = "X-CSRF-Token"
 	// MaxFormBytes bounds the body CSRFMiddleware reads to find the form
-	// field. Larger bodies (uploads) send the token in CSRFHeader instead.
-	MaxFormBytes = 1 << 20
+	// field: the console's largest upload (a CSV import of users, at most
+	// 2 MiB) with its multipart framing. Larger bodies send the token in
+	// CSRFHeader instead.
+	MaxFormBytes = 3 << 20
 )
 
 // ErrCSRF refuses a state-changing request without a valid token or from

@@ -42,6 +42,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.Relay.DevicesViaRelayOnly, "devices-via-relay-only", false, "serve devices only through the relays; --listen then serves the admin API alone")
 	embedListen := fs.String("relay-listen", relayd.DefaultListen, "device port of the embedded relay (HTTP CONNECT and discovery)")
 	embedLinkListen := fs.String("relay-link-listen", "127.0.0.1:0", "link port of the embedded relay (other Cores may link to it)")
+	fs.StringVar(&cfg.Directory.URL, "ldap-url", "", "company directory: ldap://host:389 or ldaps://host:636 (empty: none)")
+	fs.StringVar(&cfg.Directory.Preset, "ldap-preset", "openldap", "directory flavour: openldap or ad (Active Directory): default filters and attributes")
+	fs.BoolVar(&cfg.Directory.StartTLS, "ldap-starttls", false, "upgrade ldap:// with StartTLS")
+	fs.StringVar(&cfg.Directory.BindDN, "ldap-bind-dn", "", "service account that searches the directory")
+	fs.StringVar(&cfg.Directory.BindPassword, "ldap-bind-password", "", "its password (prefer CUSTOS_LDAP_BIND_PASSWORD: command lines are visible to other users)")
+	fs.StringVar(&cfg.Directory.BaseDN, "ldap-base-dn", "", "where users are searched, e.g. ou=people,dc=example,dc=com")
+	fs.StringVar(&cfg.Directory.UserFilter, "ldap-user-filter", "", "LDAP filter of the users to synchronise (default by preset)")
+	fs.StringVar(&cfg.Directory.GroupBaseDN, "ldap-group-base-dn", "", "where groups are searched (default: --ldap-base-dn)")
+	fs.DurationVar(&cfg.Directory.SyncInterval, "ldap-sync-interval", 0, "how often users and groups are synchronised (default 1h; negative: only on demand, POST /api/v1/directory/sync)")
+	fs.StringVar(&cfg.Mail.Host, "smtp-host", "", "SMTP server of activation emails (empty: none)")
+	fs.IntVar(&cfg.Mail.Port, "smtp-port", 0, "its port (default 587, or 465 with --smtp-tls tls)")
+	fs.StringVar((*string)(&cfg.Mail.TLS), "smtp-tls", "starttls", "starttls (required, never downgraded), tls (implicit), or none (loopback only)")
+	fs.StringVar(&cfg.Mail.From, "smtp-from", "", "sender address of activation emails")
+	fs.StringVar(&cfg.Mail.Username, "smtp-username", "", "SMTP user (AUTH PLAIN, over TLS only)")
+	fs.StringVar(&cfg.Mail.Password, "smtp-password", "", "SMTP password (prefer CUSTOS_SMTP_PASSWORD)")
+	fs.StringVar(&cfg.Mail.TemplateDir, "mail-templates", "", "directory of activation email templates replacing the built-in ones (default <data>/templates)")
+	fs.StringVar(&cfg.Mail.Organisation, "organisation", "", "organisation named in activation emails")
+	fs.StringVar(&cfg.Mail.DiscoveryURL, "discovery-url", "", "relay URL devices ask for their server, in activation emails and QR codes (default: the embedded relay's)")
 	pprofAddr := fs.String("pprof-listen", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -77,6 +95,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cfg.Relay.License = lic
 		}
 		cfg.Relay.Addresses = []string{embedded.LinkAddr()}
+		if cfg.Mail.DiscoveryURL == "" {
+			cfg.Mail.DiscoveryURL = "http://" + embedded.DeviceAddr()
+		}
 		cfg.Relay.RootCAs = embedded.CA.Pool()
 	default:
 		cfg.Relay.Addresses = splitList(*relayAddrs)
