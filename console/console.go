@@ -280,11 +280,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 // doneMessages are the confirmations a redirect after a POST may show
 // (by key, so nothing from the URL is echoed).
 var doneMessages = map[string]string{
-	"user":    "User added.",
-	"command": "Command queued.",
-	"removed": "Device removed; its certificate is revoked.",
-	"portal":  "Self-Service password set.",
-	"profile": "Activation profile assigned.",
+	"user":      "User added.",
+	"command":   "Command queued.",
+	"removed":   "Device removed; its certificate is revoked.",
+	"portal":    "Self-Service password set.",
+	"profile":   "Activation profile assigned.",
 	"cancelled": "Command cancelled.",
 	"revoked":   "Unused activation passwords revoked.",
 }
