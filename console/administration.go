@@ -396,7 +396,9 @@ type permissionRow struct {
 }
 
 type rolesData struct {
-	Roles       []*auth.Role
+	Roles []*auth.Role
+	// Bindings are the directory groups bound to each role, by role ID.
+	Bindings    map[string][]*auth.RoleBinding
 	CanWrite    bool
 	Permissions []permissionRow
 	Name, Desc  string
@@ -407,7 +409,14 @@ func (a *administration) rolesData(r *http.Request, name, desc string, checked [
 	if err != nil {
 		return nil, err
 	}
-	d := &rolesData{Roles: roles, CanWrite: a.can(r, auth.RolesWrite), Name: name, Desc: desc}
+	d := &rolesData{Roles: roles, CanWrite: a.can(r, auth.RolesWrite), Name: name, Desc: desc, Bindings: map[string][]*auth.RoleBinding{}}
+	for _, role := range roles {
+		bs, err := a.Auth.RoleBindings(r.Context(), role.ID)
+		if err != nil {
+			return nil, err
+		}
+		d.Bindings[role.ID] = bs
+	}
 	if d.CanWrite {
 		have, err := a.permissions(r)
 		if err != nil {

@@ -217,6 +217,12 @@ func TestConsoleRefusals(t *testing.T) {
 			}
 		}
 
+		if st := e.api("POST", "/api/v1/roles/help_desk/bindings", map[string]any{"group": "cn=helpdesk,ou=groups,dc=example,dc=com"}, nil); st != 201 {
+			t.Fatalf("bind a directory group: %d", st)
+		}
+		if _, body, _ := w.do("GET", "/console/roles", nil); !strings.Contains(body, "cn=helpdesk,ou=groups,dc=example,dc=com") {
+			t.Fatal("the roles page does not show the directory group bound to a role")
+		}
 		admins, _ := e.m.DB.ListAdmins(t.Context())
 		if _, body, _ := w.do("GET", "/console/administrators/"+admins[0].ID, nil); !strings.Contains(body, "administrator-tokens") || strings.Contains(body, e.token) {
 			t.Fatalf("the administrator page: tokens listed %v, a token's value shown %v", strings.Contains(body, "administrator-tokens"), strings.Contains(body, e.token))
