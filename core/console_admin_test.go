@@ -175,7 +175,7 @@ func TestConsoleAdministration(t *testing.T) {
 
 	t.Run("fail/help-desk-creates-administrator", func(t *testing.T) {
 		if helen == nil {
-			t.Skip("needs the help desk administrator")
+			t.Fatal("the help desk administrator was not created (see ok/create-help-desk-administrator)")
 		}
 		st, body, _ := helen.do("POST", "/console/administrators", url.Values{"username": {"mallory"}, "role": {"security_admin"}, "password": {"mallory's password 1"}})
 		if st != 403 || !strings.Contains(body, "admins.write") {
@@ -382,7 +382,7 @@ func TestConsoleAdministration(t *testing.T) {
 
 	t.Run("fail/another-administrators-job", func(t *testing.T) {
 		if helen == nil || adminJob == "" {
-			t.Skip("needs the help desk administrator and a job")
+			t.Fatal("the help desk administrator or the job is missing (see the subtests above)")
 		}
 		if st, body, _ := helen.do("GET", adminJob, nil); st != 404 || strings.Contains(body, "rows:") {
 			t.Fatalf("another administrator's job: %d\n%s", st, body)
