@@ -118,6 +118,7 @@ func schemas() obj {
 	admin := obj{"type": "object", "properties": obj{
 		"id": str1("UUID"), "username": obj{"type": "string"}, "display_name": obj{"type": "string"}, "role": obj{"type": "string"},
 		"scope_groups": obj{"type": "array", "items": obj{"type": "string"}, "description": "empty: every device"}, "created_at": dateTime,
+		"external_id": str1("the directory entry of an administrator who signs in through the company directory (role from the groups bound to roles); absent for a local one"),
 	}}
 	permissionNames := obj{"type": "array", "items": obj{"type": "string", "enum": permissionEnum()}, "description": "permission names (GET /permissions); an unknown one is 400 unknown_permission"}
 	role := obj{"type": "object", "properties": obj{

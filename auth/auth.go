@@ -26,8 +26,12 @@ type Admin struct {
 	// depth. Empty means every device. A deleted group stays listed and
 	// matches nobody, so deleting a group narrows a scope, never widens
 	// it.
-	ScopeGroups []string  `json:"scope_groups"`
-	CreatedAt   time.Time `json:"created_at"`
+	ScopeGroups []string `json:"scope_groups"`
+	// ExternalID is the directory entry of an administrator who signs in
+	// through the company directory (their role comes from the directory
+	// groups bound to roles); empty for a local administrator.
+	ExternalID string    `json:"external_id,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // Scoped reports whether a is limited to some groups' devices.

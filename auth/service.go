@@ -217,6 +217,9 @@ type NewAdmin struct {
 	// Role is a role ID, built in or custom; empty means RoleSecurityAdmin.
 	Role        string
 	ScopeGroups []string
+	// ExternalID ties the administrator to a directory entry
+	// (DirectoryAdmin); empty for a local one.
+	ExternalID string
 }
 
 // ErrUsernameTaken answers a duplicate administrator username.
@@ -260,7 +263,7 @@ func (s *Service) CreateAdmin(ctx context.Context, in NewAdmin) (*Admin, error) 
 	if display == "" {
 		display = username
 	}
-	a := &Admin{ID: id.New(), Username: username, DisplayName: display, Role: role, ScopeGroups: scope, CreatedAt: s.now()}
+	a := &Admin{ID: id.New(), Username: username, DisplayName: display, Role: role, ScopeGroups: scope, CreatedAt: s.now(), ExternalID: in.ExternalID}
 	if err := s.Admins.CreateAdmin(ctx, a); err != nil {
 		switch {
 		case errors.Is(err, errs.ErrConflict):

@@ -140,15 +140,32 @@ func (c *Console) adminLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		login := strings.TrimSpace(r.PostFormValue("login"))
-		id := ""
+		id, local := "", false
 		if admins, err := c.Auth.ListAdmins(r.Context()); err == nil {
 			for _, a := range admins {
 				if strings.EqualFold(a.Username, login) {
-					id = a.ID
+					id, local = a.ID, a.ExternalID == ""
 				}
 			}
 		}
-		if _, err := c.Sessions.Login(w, r, websession.RealmAdmin, id, r.PostFormValue("password")); err != nil {
+		var err error
+		if !local && c.DirectoryAdmin != nil {
+			// A directory account: the directory checks the password and
+			// its groups' bindings give the role (now, at every sign-in).
+			// The session's own check below binds again, under the
+			// sign-in lockout.
+			if !c.dirLimiter.Allow(websession.ClientIP(r)) {
+				err = httpx.ErrRateLimited
+			} else if a, derr := c.DirectoryAdmin(r.Context(), login, r.PostFormValue("password")); derr != nil {
+				err = derr
+			} else {
+				id = a.ID
+			}
+		}
+		if err == nil {
+			_, err = c.Sessions.Login(w, r, websession.RealmAdmin, id, r.PostFormValue("password"))
+		}
+		if err != nil {
 			_, msg, _ := errs.Public(err)
 			p.Flash, p.FlashKind = msg, "error"
 			c.Audit.Record(r.Context(), audit.Entry{Actor: id, ActorIP: websession.ClientIP(r), Action: "console.sign_in",

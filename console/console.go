@@ -58,6 +58,9 @@ const (
 	MaxForm = 64 << 10
 	// DashboardDays is the activity window of the dashboard.
 	DashboardDays = 14
+	// DirectorySignInRate bounds administrators' directory sign-ins per
+	// client address per second (burst 5).
+	DirectorySignInRate = 1
 )
 
 //go:embed templates/*.html
@@ -113,10 +116,16 @@ type Console struct {
 	// ActivationQR returns the PNG QR code of a user's activation route
 	// and password for the portal; nil shows none.
 	ActivationQR func(ctx context.Context, u *user.User, password string) ([]byte, error)
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// DirectoryAdmin signs in an administrator from the company directory:
+	// it checks the password by bind and returns the administrator whose
+	// role the account's directory groups are bound to; nil without a
+	// directory.
+	DirectoryAdmin func(ctx context.Context, login, password string) (*auth.Admin, error)
+	Logger         *slog.Logger
+	Now            func() time.Time
 
-	pages map[string]*template.Template
+	pages      map[string]*template.Template
+	dirLimiter *httpx.IPLimiter
 }
 
 // Handler returns the handler of both surfaces, to be mounted at / (it
@@ -131,6 +140,9 @@ func (c *Console) Handler() (http.Handler, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Directory sign-ins bind before the session's lockout sees them:
+	// their own rate per client address.
+	c.dirLimiter = httpx.NewIPLimiter(DirectorySignInRate, 5)
 	static, _ := fs.Sub(staticFS, "static")
 	files := http.FileServerFS(static)
 

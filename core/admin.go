@@ -22,6 +22,7 @@ func (m *Main) adminRouter(ctx context.Context) (*httpx.Router, error) {
 	cfg := &m.Config
 	auditLog := &audit.Logger{Store: m.DB, Now: cfg.Now, Failures: audit.NewFailureCounter(m.Registry)}
 	authSvc := &auth.Service{Admins: m.DB, Tokens: m.DB, Scope: m.DB, Roles: m.DB, Bindings: m.DB, Audit: auditLog, Now: cfg.Now}
+	m.Auth = authSvc
 	created, tokenPath, err := authSvc.Bootstrap(ctx, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap administrator: %w", err)

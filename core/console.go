@@ -43,6 +43,7 @@ func (m *Main) mountConsole(ctx context.Context, rt *httpx.Router, authSvc *auth
 		SendActivationEmail: m.sendActivationEmailFunc(), ActivationQR: m.activationQR, Logger: cfg.Logger, Now: cfg.Now}
 	if m.Directory != nil {
 		c.Directory = m.Directory
+		c.DirectoryAdmin = m.directoryAdmin
 	}
 	c.Sessions = m.Sessions
 	m.console = c

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/custos-uem/custos/auth"
 	"github.com/custos-uem/custos/directory"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/mail"
@@ -49,21 +51,31 @@ func (m *Main) directoryJob(ctx context.Context) (int, error) {
 // sign in with their directory password: the bind is the check. Local
 // users and administrators use their local password (ErrUseLocal).
 type directoryVerifier struct {
-	dir   *directory.Client
-	users user.Store
+	dir    *directory.Client
+	users  user.Store
+	admins auth.AdminStore
 }
 
 func (v directoryVerifier) Verify(ctx context.Context, realm websession.Realm, principalID, password string) error {
-	if realm != websession.RealmUser {
+	var login, externalID string
+	switch realm {
+	case websession.RealmUser:
+		u, err := v.users.User(ctx, principalID)
+		if err != nil || u.Source != user.SourceDirectory || u.ExternalID == "" {
+			return websession.ErrUseLocal
+		}
+		login, externalID = u.Username, u.ExternalID
+		if login == "" {
+			login = u.Email
+		}
+	case websession.RealmAdmin:
+		a, err := v.admins.Admin(ctx, principalID)
+		if err != nil || a.ExternalID == "" {
+			return websession.ErrUseLocal
+		}
+		login, externalID = a.Username, a.ExternalID
+	default:
 		return websession.ErrUseLocal
-	}
-	u, err := v.users.User(ctx, principalID)
-	if err != nil || u.Source != user.SourceDirectory || u.ExternalID == "" {
-		return websession.ErrUseLocal
-	}
-	login := u.Username
-	if login == "" {
-		login = u.Email
 	}
 	e, err := v.dir.Authenticate(ctx, login, password)
 	switch {
@@ -71,12 +83,49 @@ func (v directoryVerifier) Verify(ctx context.Context, realm websession.Realm, p
 		return websession.ErrBadCredentials
 	case err != nil:
 		return err // the directory is down: said as such, not counted
-	case e.ID != u.ExternalID:
+	case e.ID != externalID:
 		// The login now names another directory entry than the one this
 		// user was synchronised from.
 		return websession.ErrBadCredentials
 	}
 	return nil
+}
+
+// directoryAdmin signs in an administrator from the directory: the bind
+// proves the password, and the groups the entry is in, directly or
+// through nested groups, name the role bindings (auth.DirectoryAdmin).
+func (m *Main) directoryAdmin(ctx context.Context, login, password string) (*auth.Admin, error) {
+	dir := m.Directory.Dir
+	e, err := dir.Authenticate(ctx, login, password)
+	if err != nil {
+		return nil, err
+	}
+	gs, err := dir.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The groups holding the entry, then the groups holding those, until
+	// nothing is added: a binding on a parent group covers its subgroups'
+	// members.
+	in := map[string]bool{strings.ToLower(e.DN): true}
+	var names []string
+	for added := true; added; {
+		added = false
+		for _, g := range gs {
+			dn := strings.ToLower(g.DN)
+			if in[dn] {
+				continue
+			}
+			for _, mem := range g.Members {
+				if in[strings.ToLower(mem)] {
+					in[dn], added = true, true
+					names = append(names, g.DN, g.ID)
+					break
+				}
+			}
+		}
+	}
+	return m.Auth.DirectoryAdmin(ctx, e.ID, e.Login, e.DisplayName, names)
 }
 
 // MailConfig is the SMTP server activation emails leave through, and

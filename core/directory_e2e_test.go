@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,4 +132,81 @@ func mustRead(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// TestDirectoryAdministrators: an administrator signs in to the console
+// with their directory account; the role comes from the directory groups
+// bound to roles, nested groups included, and follows the bindings at
+// every sign-in; an account in no bound group, or with a wrong password,
+// gets no session and no administrator record.
+func TestDirectoryAdministrators(t *testing.T) {
+	srv := directorytest.StartSlapd(t)
+	e := newEnvWith(t, sqltest.Backends(t)[0], func(c *core.Config) {
+		c.Directory.Config = srv.Config()
+		c.Directory.SyncInterval = -1
+	})
+	bind := func(role, group string) {
+		t.Helper()
+		if st := e.api("POST", "/api/v1/roles/"+role+"/bindings", map[string]any{"group": directorytest.GroupDN(group)}, nil); st != 201 {
+			t.Fatalf("bind %s to %s: %d", group, role, st)
+		}
+	}
+	roleOf := func(username string) string {
+		t.Helper()
+		var l struct {
+			Items []struct{ Username, Role string } `json:"items"`
+		}
+		e.api("GET", "/api/v1/admins", nil, &l)
+		for _, a := range l.Items {
+			if a.Username == username {
+				return a.Role
+			}
+		}
+		return ""
+	}
+	signIn := func(login, password string) (int, string) {
+		t.Helper()
+		w := newWebClient(t, e)
+		w.do("GET", "/console/login", nil)
+		st, body, _ := w.do("POST", "/console/login", url.Values{"login": {login}, "password": {password}})
+		return st, body
+	}
+	bind("help_desk", "engineering")
+
+	for _, tc := range []struct {
+		name, login, password string
+		want                  string // in the refusal page
+	}{
+		{"fail/wrong-password", "ada", "not her password", "wrong"},
+		{"fail/in-no-bound-group", "alan", directorytest.Password, "no group bound"},
+		{"fail/filter-metacharacters", "ada)(|(uid=*", directorytest.Password, "wrong"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if st, body := signIn(tc.login, tc.password); st == 303 || !strings.Contains(strings.ToLower(body), tc.want) {
+				t.Fatalf("sign-in of %s: %d\n%s", tc.login, st, body)
+			}
+			if r := roleOf(strings.ToLower(tc.login)); r != "" {
+				t.Fatalf("a refused sign-in left an administrator %q", r)
+			}
+		})
+	}
+	t.Run("ok/bound-group", func(t *testing.T) {
+		if st, body := signIn("ada", directorytest.Password); st != 303 {
+			t.Fatalf("ada signs in: %d\n%s", st, body)
+		}
+		if r := roleOf("ada"); r != "help_desk" {
+			t.Fatalf("ada's role: %q, want help_desk", r)
+		}
+	})
+	t.Run("ok/role-follows-the-bindings", func(t *testing.T) {
+		// staff holds engineering: a binding on it covers ada too, and
+		// the role that allows more wins.
+		bind("enterprise_admin", "staff")
+		if st, _ := signIn("ada", directorytest.Password); st != 303 {
+			t.Fatalf("ada signs in again: %d", st)
+		}
+		if r := roleOf("ada"); r != "enterprise_admin" {
+			t.Fatalf("ada's role after the new binding: %q, want enterprise_admin", r)
+		}
+	})
 }

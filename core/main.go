@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/custos-uem/custos/activation"
+	"github.com/custos-uem/custos/auth"
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/compliance"
 	"github.com/custos-uem/custos/console"
@@ -156,7 +157,9 @@ type Main struct {
 	Sessions *websession.Service
 	// Users manages users and groups; Directory synchronises them from
 	// the company directory (nil without one).
-	Users     *user.Service
+	Users *user.Service
+	// Auth holds administrators, tokens and roles.
+	Auth      *auth.Service
 	Directory *directory.Syncer
 
 	pushProviders []string // providers this Core sends to itself

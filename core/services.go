@@ -65,7 +65,7 @@ func (m *Main) startServices(ctx context.Context) error {
 		if err := m.startDirectory(); err != nil {
 			return err
 		}
-		verifier = directoryVerifier{dir: m.Directory.Dir, users: m.DB}
+		verifier = directoryVerifier{dir: m.Directory.Dir, users: m.DB, admins: m.DB}
 	}
 	if err := m.newSessions(verifier); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/custos-uem/custos/auth"
 	"github.com/custos-uem/custos/device"
+	"github.com/custos-uem/custos/errs"
 )
 
 var (
@@ -16,11 +17,11 @@ var (
 	_ auth.ScopeStore = (*DB)(nil)
 )
 
-const adminColumns = `id, username, display_name, role, scope_groups, created_at`
+const adminColumns = `id, username, display_name, role, scope_groups, created_at, external_id`
 
 func scanAdmin(s scanner) (*auth.Admin, error) {
 	a := new(auth.Admin)
-	if err := s.Scan(&a.ID, &a.Username, &a.DisplayName, &a.Role, jsonDest{&a.ScopeGroups}, timeDest{&a.CreatedAt}); err != nil {
+	if err := s.Scan(&a.ID, &a.Username, &a.DisplayName, &a.Role, jsonDest{&a.ScopeGroups}, timeDest{&a.CreatedAt}, textDest{&a.ExternalID}); err != nil {
 		return nil, err
 	}
 	if len(a.ScopeGroups) == 0 {
@@ -46,8 +47,37 @@ func (db *DB) CreateAdmin(ctx context.Context, a *auth.Admin) error {
 		if err := db.referenceRole(ctx, r, op, a.Role); err != nil {
 			return err
 		}
-		_, err := exec(ctx, r, op, `INSERT INTO admins (`+adminColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-			a.ID, a.Username, a.DisplayName, a.Role, scopeJSON, micros(a.CreatedAt))
+		_, err := exec(ctx, r, op, `INSERT INTO admins (`+adminColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			a.ID, a.Username, a.DisplayName, a.Role, scopeJSON, micros(a.CreatedAt), nullText(a.ExternalID))
+		return err
+	})
+}
+
+// AdminByExternalID implements auth.DirectoryAdminStore.
+func (db *DB) AdminByExternalID(ctx context.Context, externalID string) (*auth.Admin, error) {
+	return one(ctx, db.reader(), scanAdmin, "admin of directory entry", `SELECT `+adminColumns+` FROM admins WHERE external_id = $1`, externalID)
+}
+
+// UpdateDirectoryAdmin implements auth.DirectoryAdminStore.
+func (db *DB) UpdateDirectoryAdmin(ctx context.Context, a *auth.Admin) error {
+	op := "update directory admin " + a.ID
+	scope := a.ScopeGroups
+	if scope == nil {
+		scope = []string{}
+	}
+	scopeJSON, err := jsonText(op, scope)
+	if err != nil {
+		return err
+	}
+	return db.write(ctx, func(ctx context.Context, r runner) error {
+		if err := db.referenceRole(ctx, r, op, a.Role); err != nil {
+			return err
+		}
+		n, err := exec(ctx, r, op, `UPDATE admins SET display_name = $2, role = $3, scope_groups = $4
+			WHERE id = $1 AND external_id IS NOT NULL`, a.ID, a.DisplayName, a.Role, scopeJSON)
+		if err == nil && n == 0 {
+			return fmt.Errorf("%s: %w", op, errs.ErrNotFound)
+		}
 		return err
 	})
 }
