@@ -295,17 +295,8 @@ func (c *Console) userData(r *http.Request, u *user.User) (*userData, error) {
 // userProfile assigns an activation profile to the user directly ("" goes
 // back to the groups' or the default one).
 func (c *Console) userProfile(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !c.require(w, r, auth.UsersWrite, "user.update", "user", id) {
-		return
-	}
-	if err := parseForm(w, r); err != nil {
-		c.fail(w, r, ConsolePath, err)
-		return
-	}
-	u, err := c.scopedUser(r, id)
-	if err != nil {
-		c.fail(w, r, ConsolePath, err)
+	u, ok := c.userForm(w, r, auth.UsersWrite, "user.update")
+	if !ok {
 		return
 	}
 	pid := r.PostFormValue("profile_id")
@@ -341,21 +332,32 @@ func (c *Console) userPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "user", c.adminPage(r, u.Email, "Users", d))
 }
 
-// userPassword generates an activation password and, if asked, emails
-// it. A mail failure leaves the password valid and shown: nothing is
-// silently lost.
-func (c *Console) userPassword(w http.ResponseWriter, r *http.Request) {
+// userForm starts a POST on a user's page: the permission (a refusal is
+// audited as action.denied), the form, and the user in the
+// administrator's scope. It has answered the request when ok is false.
+func (c *Console) userForm(w http.ResponseWriter, r *http.Request, p auth.Permission, action string) (u *user.User, ok bool) {
 	id := r.PathValue("id")
-	if !c.require(w, r, auth.PasswordsWrite, "activation_password.create", "user", id) {
-		return
+	if !c.require(w, r, p, action, "user", id) {
+		return nil, false
 	}
 	if err := parseForm(w, r); err != nil {
 		c.fail(w, r, ConsolePath, err)
-		return
+		return nil, false
 	}
 	u, err := c.scopedUser(r, id)
 	if err != nil {
 		c.fail(w, r, ConsolePath, err)
+		return nil, false
+	}
+	return u, true
+}
+
+// userPassword generates an activation password and, if asked, emails
+// it. A mail failure leaves the password valid and shown: nothing is
+// silently lost.
+func (c *Console) userPassword(w http.ResponseWriter, r *http.Request) {
+	u, ok := c.userForm(w, r, auth.PasswordsWrite, "activation_password.create")
+	if !ok {
 		return
 	}
 	pw, rec, err := c.Activation.SetPassword(r.Context(), activation.SetPasswordInput{UserID: u.ID, CreatedBy: adminOf(r).ID})
@@ -388,17 +390,8 @@ func (c *Console) userPassword(w http.ResponseWriter, r *http.Request) {
 // userPortalPassword sets the user's Self-Service password (for users
 // who do not sign in through the company directory).
 func (c *Console) userPortalPassword(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !c.require(w, r, auth.UsersWrite, "user.portal_password", "user", id) {
-		return
-	}
-	if err := parseForm(w, r); err != nil {
-		c.fail(w, r, ConsolePath, err)
-		return
-	}
-	u, err := c.scopedUser(r, id)
-	if err != nil {
-		c.fail(w, r, ConsolePath, err)
+	u, ok := c.userForm(w, r, auth.UsersWrite, "user.portal_password")
+	if !ok {
 		return
 	}
 	if err := c.Sessions.SetPassword(r.Context(), websession.RealmUser, u.ID, r.PostFormValue("password")); err != nil {
