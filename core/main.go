@@ -347,6 +347,14 @@ func (m *Main) routes(ctx context.Context) (all, devices http.Handler, err error
 	(&agentproto.Handler{Activation: m.Activation, Devices: m.Devices, Commands: m.Commands, Config: m.Policies,
 		Pushes: m.DB, Waiter: m.Notifier, OnReport: m.checkCompliance, Limiter: lim,
 		PollSeconds: m.Config.PollSeconds, Now: m.Config.Now}).Register(rt)
+	// The native MDM protocols of Apple and Windows devices (core/apple.go,
+	// core/windows.go).
+	if err := m.registerApple(ctx, rt); err != nil {
+		return nil, nil, err
+	}
+	if err := m.registerWindows(ctx, rt); err != nil {
+		return nil, nil, err
+	}
 
 	rt.Public("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
