@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -363,6 +364,11 @@ type Enrollment struct {
 // and the activation password are consumed in the same transaction that
 // records the certificate.
 func (s *Service) Enroll(ctx context.Context, token string, csrBytes []byte) (*Enrollment, error) {
+	return s.enroll(ctx, token, csrBytes, false)
+}
+
+// enroll is Enroll; anySubject ignores the CSR's subject (EnrollAnySubject).
+func (s *Service) enroll(ctx context.Context, token string, csrBytes []byte, anySubject bool) (*Enrollment, error) {
 	if token == "" {
 		return nil, s.fail(ErrNoSession)
 	}
@@ -380,6 +386,11 @@ func (s *Service) Enroll(ctx context.Context, token string, csrBytes []byte) (*E
 	csr, err := pki.ParseCSR(csrBytes)
 	if err != nil {
 		return nil, s.fail(err)
+	}
+	if anySubject {
+		// Only the public key of a CSR is ever certified; the certificate
+		// names the session's device whatever the CSR said.
+		csr.Subject = pkix.Name{CommonName: sess.DeviceID}
 	}
 	cert, err := s.CA.SignDeviceCSR(csr, sess.DeviceID, s.CertValidity)
 	if err != nil {

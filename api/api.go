@@ -94,6 +94,8 @@ import (
 	"github.com/custos-uem/custos/directory"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
+	"github.com/custos-uem/custos/platform/apple/dep"
+	"github.com/custos-uem/custos/platform/apple/pushcert"
 	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/user"
 )
@@ -136,6 +138,10 @@ type Deps struct {
 	SendActivationEmail func(ctx context.Context, u *user.User, password string, expires time.Time) error
 	// Directory syncs the company directory; nil when there is none.
 	Directory DirectorySyncer
+	// ApplePush is the MDM push certificate and AppleDEP automated
+	// enrollment (api/apple.go); nil answers their routes 409.
+	ApplePush *pushcert.Service
+	AppleDEP  *dep.Service
 }
 
 // DirectorySyncer is the company directory's sync (directory.Syncer).

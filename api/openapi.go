@@ -379,7 +379,7 @@ func buildOpenAPI(table []route) []byte {
 		"paths":    paths,
 		"components": obj{
 			"securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer", "description": "an API token, cst_…"}},
-			"schemas":         schemas(),
+			"schemas":         merge(schemas(), appleSchemas()),
 		},
 	}
 	b, err := json.Marshal(doc)

@@ -49,7 +49,8 @@ func (r *route) auditAction() string {
 	return r.OpID
 }
 
-// The route table.
+// The route table. The Apple settings routes (api/apple.go, appleRoutes)
+// are appended to it at init.
 var routes = []route{
 	{Method: "GET", Path: Prefix + "/openapi.json", OpID: "getOpenAPI", Summary: "This OpenAPI document", Tag: "meta", Public: true, Handle: (*API).openAPI, Status: http.StatusOK, Resp: "OpenAPI"},
 

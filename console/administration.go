@@ -98,6 +98,7 @@ func (c *Console) registerAdministration(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+ConsolePath+"/roles/{id}/delete", a.deleteRole)
 	mux.HandleFunc("GET "+ConsolePath+"/settings", a.settings)
 	mux.HandleFunc("POST "+ConsolePath+"/settings/directory/sync", a.syncDirectory)
+	a.registerApple(mux) // console/apple.go
 	mux.HandleFunc("GET "+ConsolePath+"/bulk", a.bulk)
 	mux.HandleFunc("POST "+ConsolePath+"/bulk/users", a.importUsers)
 	mux.HandleFunc("POST "+ConsolePath+"/bulk/command", a.groupCommand)
@@ -526,6 +527,9 @@ type settingsData struct {
 	LicenseState   license.State
 	LicenseWarn    []string
 	LicenseExpires time.Time
+	// Apple is the push certificate and automated enrollment (nil hides
+	// them).
+	Apple *appleView
 }
 
 func (a *administration) settingsData(r *http.Request) *settingsData {
@@ -555,6 +559,7 @@ func (a *administration) settingsData(r *http.Request) *settingsData {
 		d.LicenseWarn = license.Warnings(s.License, now, s.ActiveDevices)
 		d.LicenseExpires = s.License.Expires
 	}
+	d.Apple = a.appleSettings(r)
 	return d
 }
 

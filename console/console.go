@@ -108,14 +108,21 @@ type Console struct {
 	Directory DirectorySyncer
 	// Settings reports the installation's settings for the settings page.
 	Settings func(ctx context.Context) Settings
-	Audit    *audit.Logger
-	Reports  report.Store
+	// Apple is the MDM push certificate and automated enrollment on the
+	// settings page (console/apple.go); nil hides them.
+	Apple   *Apple
+	Audit   *audit.Logger
+	Reports report.Store
 	// SendActivationEmail, when set, emails the user their new password
 	// (and its QR code); nil hides the option.
 	SendActivationEmail func(ctx context.Context, u *user.User, password string, expires time.Time) error
 	// ActivationQR returns the PNG QR code of a user's activation route
 	// and password for the portal; nil shows none.
 	ActivationQR func(ctx context.Context, u *user.User, password string) ([]byte, error)
+	// EnrollMac creates a macOS device for the signed-in user and returns
+	// its signed enrollment profile (Self-Service "Enroll this Mac"); nil
+	// hides the option.
+	EnrollMac func(ctx context.Context, u *user.User) ([]byte, error)
 	// DirectoryAdmin signs in an administrator from the company directory:
 	// it checks the password by bind and returns the administrator whose
 	// role the account's directory groups are bound to; nil without a
@@ -170,6 +177,7 @@ func (c *Console) Handler() (http.Handler, error) {
 	portal := http.NewServeMux()
 	portal.HandleFunc("GET "+PortalPath+"/{$}", c.portal)
 	portal.HandleFunc("POST "+PortalPath+"/password", c.portalPassword)
+	portal.HandleFunc("POST "+PortalPath+"/enroll-mac", c.portalEnrollMac)
 	portal.HandleFunc("POST "+PortalPath+"/devices/{id}/commands", c.portalCommand)
 	portal.HandleFunc("POST "+PortalPath+"/logout", c.logout(websession.RealmUser, PortalPath))
 	portal.Handle("/", http.HandlerFunc(c.notFound))

@@ -14,6 +14,7 @@ import (
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/httpx"
+	appleenroll "github.com/custos-uem/custos/platform/apple/enroll"
 	"github.com/custos-uem/custos/user"
 	"github.com/custos-uem/custos/websession"
 )
@@ -60,11 +61,14 @@ type portalData struct {
 	Password        string
 	PasswordExpires time.Time
 	QR              string // base64 PNG
+	// EnrollMac offers "Enroll this Mac" (Console.EnrollMac is set).
+	EnrollMac bool
 }
 
 func (c *Console) portalPage(r *http.Request, data *portalData) page {
 	u := userOf(r)
 	data.CommandTypes = portalCommands
+	data.EnrollMac = c.EnrollMac != nil
 	return page{Title: "My devices", Base: PortalPath, Portal: true, Signed: true, Who: u.Email,
 		Nav: []navItem{{Href: PortalPath + "/", Label: "My devices", Current: true}}, Data: data}
 }
@@ -181,4 +185,38 @@ func (c *Console) portalCommand(w http.ResponseWriter, r *http.Request) {
 func (c *Console) userRecord(r *http.Request, action, objectType, objectID, outcome string, detail map[string]any) {
 	c.Audit.Record(r.Context(), audit.Entry{Actor: "user:" + userOf(r).ID, ActorIP: websession.ClientIP(r), Action: "self_service." + action,
 		ObjectType: objectType, ObjectID: objectID, RequestID: httpx.RequestID(r.Context()), Outcome: outcome, Detail: detail})
+}
+
+// portalEnrollMac is "Enroll this Mac" (seed, "Activating a macOS device",
+// steps 2-4): the signed-in user's new Mac gets its enrollment profile as
+// a download, which macOS installs from System Settings. A refusal (the
+// activation profile does not allow macOS, the device limit) is shown on
+// the portal page.
+func (c *Console) portalEnrollMac(w http.ResponseWriter, r *http.Request) {
+	u := userOf(r)
+	if c.EnrollMac == nil {
+		c.notFound(w, r)
+		return
+	}
+	body, err := c.EnrollMac(r.Context(), u)
+	if err != nil {
+		kind := errs.KindOf(err)
+		if kind == errs.Internal || kind == errs.Unavailable {
+			c.fail(w, r, PortalPath, err)
+			return
+		}
+		code, msg, _ := errs.Public(err)
+		c.userRecord(r, "apple_profile.download", "user", u.ID, "refused", map[string]any{"reason": code})
+		ds, lerr := c.myDevices(r)
+		if lerr != nil {
+			c.fail(w, r, PortalPath, lerr)
+			return
+		}
+		p := c.portalPage(r, &portalData{Devices: ds})
+		p.Flash, p.FlashKind = msg, "error"
+		c.render(w, r, httpx.Status(kind), "portal", p)
+		return
+	}
+	c.userRecord(r, "apple_profile.download", "user", u.ID, "ok", nil)
+	appleenroll.WriteProfile(w, body)
 }

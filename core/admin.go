@@ -48,6 +48,7 @@ func (m *Main) adminRouter(ctx context.Context) (*httpx.Router, error) {
 	if m.Directory != nil {
 		deps.Directory = m.Directory
 	}
+	deps.ApplePush, deps.AppleDEP = m.ApplePush, m.AppleDEP
 	api.New(deps).Register(rt)
 	if err := m.mountConsole(ctx, rt, authSvc, users, auditLog); err != nil {
 		return nil, err

@@ -42,6 +42,9 @@ import (
 	"github.com/custos-uem/custos/notify"
 	"github.com/custos-uem/custos/pki"
 	agentproto "github.com/custos-uem/custos/platform/agent"
+	"github.com/custos-uem/custos/platform/apple/dep"
+	appleenroll "github.com/custos-uem/custos/platform/apple/enroll"
+	"github.com/custos-uem/custos/platform/apple/pushcert"
 	"github.com/custos-uem/custos/policy"
 	"github.com/custos-uem/custos/push"
 	"github.com/custos-uem/custos/push/providers"
@@ -101,6 +104,10 @@ type Config struct {
 	// (tests of slow clients shorten it).
 	ReadHeaderTimeout time.Duration
 
+	// AppleUserChannels accepts Apple MDM user channels (UserAuthenticate);
+	// off, they are declined with 410 (platform/apple).
+	AppleUserChannels bool
+
 	// Relay links the Core to relays (devices then reach it through
 	// them); zero means none.
 	Relay RelayConfig
@@ -110,6 +117,11 @@ type Config struct {
 	// Mail is the SMTP server of activation emails; an empty host means
 	// none (passwords are then given to users another way).
 	Mail MailConfig
+	// WindowsEnroll configures Windows enrollment (core/windows_enroll.go).
+	WindowsEnroll WindowsEnrollConfig
+	// Apple configures automated enrollment and the MDM push
+	// certificate's APNs client (core/apple_dep.go).
+	Apple AppleConfig
 
 	// Push is the push provider configuration (APNs, FCM, WNS
 	// credentials); providers without credentials are not used.
@@ -161,6 +173,15 @@ type Main struct {
 	// Auth holds administrators, tokens and roles.
 	Auth      *auth.Service
 	Directory *directory.Syncer
+	// AppleEnroll issues Apple enrollment profiles and SCEP certificates
+	// (core/apple_enroll.go).
+	AppleEnroll *appleenroll.Service
+	// ApplePush holds the MDM push certificate and sends MDM pushes with
+	// it (core/apple_push.go); AppleDEP is automated enrollment
+	// (core/apple_dep.go).
+	ApplePush        *pushcert.Service
+	AppleDEP         *dep.Service
+	appleDeviceRoots *dep.Roots // Apple's device CA roots (ADE MachineInfo signatures)
 
 	pushProviders []string // providers this Core sends to itself
 	mailSender    *mail.Sender
@@ -382,7 +403,7 @@ func (m *Main) routes(ctx context.Context) (all, devices http.Handler, err error
 // relays.
 func withoutDevices(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/device/") {
+		if strings.HasPrefix(r.URL.Path, "/device/") || strings.HasPrefix(r.URL.Path, "/EnrollmentServer/") {
 			httpx.WriteError(w, r, errs.E(errs.NotFound, "route_not_found", "devices reach this Core through its relay"))
 			return
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/custos-uem/custos/connect/router"
 	"github.com/custos-uem/custos/httpx"
 	"github.com/custos-uem/custos/license"
+	"github.com/custos-uem/custos/platform/windows/mde"
 	"github.com/custos-uem/custos/relay"
 	"github.com/custos-uem/custos/user"
 )
@@ -108,7 +109,17 @@ func (m *Main) newRelayClient() error {
 			if err != nil {
 				return nil, err
 			}
-			return &relay.RoutesRequest{Addresses: emails, Domains: domains}, nil
+			in := &relay.RoutesRequest{Addresses: emails, Domains: domains}
+			// The relay answers Windows discovery with the Core's URLs
+			// (relay/windows.go) unless devices may reach the Core only
+			// through the relay's tunnel, which Windows cannot use.
+			if !rc.DevicesViaRelayOnly {
+				in.PublicURL, in.WindowsAuthPolicy = m.Config.PublicURL, m.Config.WindowsEnroll.AuthPolicy
+				if in.WindowsAuthPolicy == "" {
+					in.WindowsAuthPolicy = mde.AuthOnPremise
+				}
+			}
+			return in, nil
 		},
 		BackoffMax: rc.BackoffMax, Logger: cfg.Logger,
 	})

@@ -36,6 +36,14 @@ func (m *Main) startServices(ctx context.Context) error {
 			return err
 		}
 	}
+	// MDM pushes through the uploaded push certificate (core/apple_push.go).
+	sender, err := m.newApplePush(sender)
+	if err != nil {
+		return err
+	}
+	if err := m.newAppleDEP(); err != nil {
+		return err
+	}
 	m.Notifier = &notify.Notifier{Tokens: m.DB, Sender: sender, Bus: m.DB, Log: cfg.Logger}
 	ready := m.Notifier.Start(ctx, m.ProcessID, m.Registry)
 
@@ -75,10 +83,12 @@ func (m *Main) startServices(ctx context.Context) error {
 		{name: "compliance", every: interval(cfg.ComplianceInterval, DefaultComplianceInterval), run: m.Compliance.Sweep},
 		{name: "command-expiry", every: interval(cfg.ExpiryInterval, DefaultExpiryInterval), run: m.Commands.Expire},
 		{name: "web-sessions", every: DefaultWebSessionSweep, run: m.Sessions.Sweep},
+		{name: "windows-sessions", every: DefaultWebSessionSweep, run: m.sweepWindowsSessions},
 	}
 	if m.Directory != nil && cfg.Directory.SyncInterval >= 0 {
 		jobs = append(jobs, job{name: "directory-sync", every: m.Directory.Period(), run: m.directoryJob})
 	}
+	jobs = append(jobs, m.appleJobs()...)
 	m.sched.start(ctx, jobs)
 	return nil
 }

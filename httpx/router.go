@@ -91,14 +91,17 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // DevicesOnly returns a handler that serves the device routes, and of the
-// public routes only those for devices (/device/…, /pki/…, /healthz);
+// public routes only those for devices (/device/…, /EnrollmentServer/…,
+// /pki/…, /healthz);
 // everything else, the admin API included, is 404. It is what the Core
 // serves to connections that reach it through a relay: the admin API
 // stays inside the company network.
 func (rt *Router) DevicesOnly() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if Canonical(r) && (strings.HasPrefix(p, "/device/") || strings.HasPrefix(p, "/pki/") || p == "/healthz") {
+		// /EnrollmentServer/ is Windows discovery, whose path Windows fixes
+		// (MS-MDE2 §3.1).
+		if Canonical(r) && (strings.HasPrefix(p, "/device/") || strings.HasPrefix(p, "/EnrollmentServer/") || strings.HasPrefix(p, "/pki/") || p == "/healthz") {
 			rt.ServeHTTP(w, r)
 			return
 		}

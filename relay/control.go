@@ -20,6 +20,12 @@ import (
 type RoutesRequest struct {
 	Addresses []string `json:"addresses"`
 	Domains   []string `json:"domains"`
+	// PublicURL is the Core's https URL and WindowsAuthPolicy its Windows
+	// enrollment policy: with them the relay answers Windows discovery
+	// for the Core's users (relay/windows.go). Optional; relays that
+	// predate them must be upgraded before the Cores that send them.
+	PublicURL         string `json:"public_url,omitempty"`
+	WindowsAuthPolicy string `json:"windows_auth_policy,omitempty"`
 }
 
 // PushRequest is one notification the Core hands the relay.
@@ -82,7 +88,10 @@ func (r *Relay) replaceRoutes(ctx context.Context, serverID string, in *RoutesRe
 	for _, d := range in.Domains {
 		routes = append(routes, Route{Kind: RouteDomain, Value: d})
 	}
-	return r.cfg.Store.ReplaceRoutes(ctx, serverID, routes)
+	if err := r.cfg.Store.ReplaceRoutes(ctx, serverID, routes); err != nil {
+		return err
+	}
+	return r.setWindowsDiscovery(serverID, in.PublicURL, in.WindowsAuthPolicy)
 }
 
 func (r *Relay) push(ctx context.Context, in *PushRequest) error {

@@ -17,10 +17,11 @@ import (
 	"github.com/custos-uem/custos/relay/mux"
 )
 
-// The device port answers three requests and nothing else:
+// The device port answers these requests and nothing else:
 //
 //	CONNECT <server-id>:443   a tunnel to that server's Core (RFC 9110 §9.3.6)
 //	POST /discovery/v1/lookup {"address": "user@example.com"} → {"server_id", "relays"}
+//	GET, POST /EnrollmentServer/Discovery.svc  Windows discovery (relay/windows.go)
 //	GET /healthz
 //
 // It accepts plain HTTP (the usual way to speak to a proxy: the device's
@@ -58,6 +59,7 @@ const OpenTimeout = 10 * time.Second
 func (r *Relay) deviceHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathLookup, r.lookup)
+	r.windowsRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

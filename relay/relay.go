@@ -116,6 +116,10 @@ type Relay struct {
 	changed chan struct{}           // closed and replaced when a session registers
 	closed  bool
 
+	// windows maps a server ID to what Windows discovery answers for it
+	// (relay/windows.go).
+	windows sync.Map
+
 	dev     *http.Server
 	lns     []net.Listener
 	wg      sync.WaitGroup

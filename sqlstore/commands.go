@@ -275,18 +275,9 @@ func (db *DB) missingCommands(ctx context.Context, r runner, op string, ids []st
 // neither waits for the other (the second gets the next due command, or
 // ErrIdle). SQLite has a single writer, so picks never overlap.
 func (db *DB) Next(ctx context.Context, deviceID string, now time.Time) (*command.Command, error) {
-	lock := ""
-	if db.backend == Postgres {
-		lock = ` FOR UPDATE SKIP LOCKED`
-	}
-	query := `UPDATE commands SET status = 'sent', deliveries = deliveries + 1, sent_at = $2, not_before = NULL
-		WHERE id = (SELECT id FROM commands WHERE device_id = $1 AND status IN ` + openStatuses + `
-			AND (not_before IS NULL OR not_before <= $2) AND expires_at > $2
-			ORDER BY priority DESC, id LIMIT 1` + lock + `)
-		RETURNING ` + commandColumns
 	var c *command.Command
 	err := db.write(ctx, func(ctx context.Context, r runner) (err error) {
-		c, err = scanCommand(r.row(ctx, query, deviceID, micros(now)))
+		c, err = db.nextIn(ctx, r, deviceID, now)
 		return err
 	})
 	switch {
@@ -298,11 +289,44 @@ func (db *DB) Next(ctx context.Context, deviceID string, now time.Time) (*comman
 	return c, nil
 }
 
+// nextIn is Next's statement, run by r (Next, and CompleteAndNext in
+// apple.go, which shares one transaction between a result and the next
+// delivery).
+func (db *DB) nextIn(ctx context.Context, r runner, deviceID string, now time.Time) (*command.Command, error) {
+	lock := ""
+	if db.backend == Postgres {
+		lock = ` FOR UPDATE SKIP LOCKED`
+	}
+	query := `UPDATE commands SET status = 'sent', deliveries = deliveries + 1, sent_at = $2, not_before = NULL
+		WHERE id = (SELECT id FROM commands WHERE device_id = $1 AND status IN ` + openStatuses + `
+			AND (not_before IS NULL OR not_before <= $2) AND expires_at > $2
+			ORDER BY priority DESC, id LIMIT 1` + lock + `)
+		RETURNING ` + commandColumns
+	return scanCommand(r.row(ctx, query, deviceID, micros(now)))
+}
+
 // Complete implements command.Store. The result is recorded by a
 // conditional UPDATE; only when it matches nothing is the command read to
 // tell a duplicate from an unknown command, in the same transaction.
 func (db *DB) Complete(ctx context.Context, deviceID string, res command.Result, now time.Time) (*command.Command, bool, error) {
 	op := "complete command " + res.CommandID
+	var (
+		c         *command.Command
+		duplicate bool
+	)
+	err := db.write(ctx, func(ctx context.Context, r runner) (err error) {
+		c, duplicate, err = completeIn(ctx, r, op, deviceID, res, now)
+		return err
+	})
+	if err != nil {
+		return nil, false, commandErr(op, err)
+	}
+	return c, duplicate, nil
+}
+
+// completeIn is Complete's statements, run by r (Complete, and
+// CompleteAndNext in apple.go).
+func completeIn(ctx context.Context, r runner, op, deviceID string, res command.Result, now time.Time) (c *command.Command, duplicate bool, err error) {
 	var (
 		query string
 		args  []any
@@ -319,33 +343,21 @@ func (db *DB) Complete(ctx context.Context, deviceID string, res command.Result,
 	default:
 		return nil, false, fmt.Errorf("sqlstore: %s: result status %q is not a result", op, res.Status)
 	}
-	var (
-		c         *command.Command
-		duplicate bool
-	)
-	err := db.write(ctx, func(ctx context.Context, r runner) (err error) {
-		duplicate = false
-		c, err = scanCommand(r.row(ctx, query, args...))
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		c, err = scanCommand(r.row(ctx, `SELECT `+commandColumns+` FROM commands WHERE id = $1 AND device_id = $2`,
-			res.CommandID, deviceID))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return command.ErrUnknownCommand
-		case err != nil:
-			return err
-		case c.Status.Final() || c.Status == command.StatusNotNow && res.Status == command.StatusNotNow:
-			duplicate = true
-			return nil
-		}
-		return command.ErrUnknownCommand // pending: never delivered
-	})
-	if err != nil {
-		return nil, false, commandErr(op, err)
+	c, err = scanCommand(r.row(ctx, query, args...))
+	if !errors.Is(err, sql.ErrNoRows) {
+		return c, false, err
 	}
-	return c, duplicate, nil
+	c, err = scanCommand(r.row(ctx, `SELECT `+commandColumns+` FROM commands WHERE id = $1 AND device_id = $2`,
+		res.CommandID, deviceID))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, false, command.ErrUnknownCommand
+	case err != nil:
+		return nil, false, err
+	case c.Status.Final() || c.Status == command.StatusNotNow && res.Status == command.StatusNotNow:
+		return c, true, nil
+	}
+	return nil, false, command.ErrUnknownCommand // pending: never delivered
 }
 
 // commandErr wraps err for op, keeping the command package's errors as

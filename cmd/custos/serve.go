@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-uem/custos/core"
+	"github.com/custos-uem/custos/platform/apple/dep"
 	"github.com/custos-uem/custos/relay/relayd"
 )
 
@@ -33,6 +34,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.ComplianceInterval, "compliance-interval", core.DefaultComplianceInterval, "how often every device is checked against its compliance profile, once across all Cores sharing the database (negative: never; devices are still checked when they report)")
 	fs.DurationVar(&cfg.ExpiryInterval, "expiry-interval", core.DefaultExpiryInterval, "how often expired commands are swept, once across all Cores sharing the database (negative: never; an expired command is still never delivered)")
 	pushFlags(fs, &cfg.Push)
+	fs.StringVar(&cfg.WindowsEnroll.AuthPolicy, "windows-auth-policy", "OnPremise", "how Windows devices authenticate to enroll: OnPremise (email and activation password) or Federated (the Core's sign-in page)")
+	fs.StringVar(&cfg.WindowsEnroll.WNSPackageFamilyName, "windows-wns-pfn", "", "package family name of the Store app registered for WNS, provisioned to enrolled Windows devices for push (empty: polling only)")
+	fs.DurationVar(&cfg.WindowsEnroll.PollInterval, "windows-poll-interval", 0, "how often enrolled Windows devices poll the Core (default 8h; pushes wake them sooner)")
+	fs.StringVar(&cfg.Apple.DEPURL, "apple-ade-url", dep.DefaultBaseURL, "Apple's automated device enrollment (ADE) API")
+	fs.StringVar(&cfg.Apple.DeviceCAFile, "apple-device-ca", "", "PEM file of Apple's device CA roots (Apple Root CA) that sign the MachineInfo of automated enrollment (empty: ADE enrollments are refused); see docs/apple.md")
+	fs.DurationVar(&cfg.Apple.DEPSyncInterval, "apple-ade-sync-interval", dep.DefaultSyncInterval, "how often the ADE device list is synced, once across all Cores sharing the database (negative: only on demand, POST /api/v1/apple/dep/sync)")
 	relayAddrs := fs.String("relay", "", "link addresses (host:port, comma-separated) of the relays devices reach this Core through; empty: run an embedded relay; \"none\": no relay")
 	fs.StringVar(&cfg.Relay.CAFile, "relay-ca", "", "PEM CA certificate that verifies the relays (their ca.pem); default: the system roots")
 	proxy := fs.String("proxy", "", "how outbound links (relays, push providers) leave the network: socks5://host:port or http://host:port (default: direct)")

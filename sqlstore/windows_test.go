@@ -1,0 +1,9 @@
+package sqlstore_test
+
+import (
+	"testing"
+
+	"github.com/custos-uem/custos/platform/windows/windowstest"
+)
+
+func TestWindowsSessionStore(t *testing.T) { forEachBackend(t, windowstest.Run) }
