@@ -417,7 +417,11 @@ type osRange struct {
 	Max string `json:"max"`
 }
 
-type itPolicySettings struct {
+// ITPolicySettings is the schema of an it_policy item's settings, which
+// the platform adapters render (Apple configuration profiles, Windows
+// Policy CSP): one definition, so a field added here reaches every
+// platform's decoder.
+type ITPolicySettings struct {
 	PasswordRequired         bool                       `json:"password_required"`
 	PasswordMinLength        int                        `json:"password_min_length"`
 	PasswordComplexity       string                     `json:"password_complexity"`
@@ -434,7 +438,7 @@ type itPolicySettings struct {
 }
 
 func (c *checker) itPolicy(raw json.RawMessage) {
-	var s itPolicySettings
+	var s ITPolicySettings
 	if !c.decode("settings.", raw, &s) {
 		return
 	}

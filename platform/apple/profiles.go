@@ -72,17 +72,7 @@ func RenderProfile(prefix string, it policy.Item) ([]byte, error) {
 	}
 	switch it.Kind {
 	case policy.ITPolicy:
-		var s struct {
-			PasswordRequired         bool   `json:"password_required"`
-			PasswordMinLength        int    `json:"password_min_length"`
-			PasswordComplexity       string `json:"password_complexity"`
-			PasswordMaxAgeDays       int    `json:"password_max_age_days"`
-			PasswordHistory          int    `json:"password_history"`
-			MaxFailedAttempts        int    `json:"max_failed_attempts"`
-			ScreenLockTimeoutSeconds int    `json:"screen_lock_timeout_seconds"`
-			CameraDisabled           bool   `json:"camera_disabled"`
-			ScreenCaptureDisabled    bool   `json:"screen_capture_disabled"`
-		}
+		var s policy.ITPolicySettings
 		if err := settings(it, &s); err != nil {
 			return nil, err
 		}

@@ -42,22 +42,6 @@ const (
 	MaxInactivityTimeDeviceLock        = "MaxInactivityTimeDeviceLock" // minutes
 )
 
-// itSettings mirrors policy's it_policy schema (policy/validate.go).
-type itSettings struct {
-	PasswordRequired         bool   `json:"password_required"`
-	PasswordMinLength        int    `json:"password_min_length"`
-	PasswordComplexity       string `json:"password_complexity"`
-	PasswordMaxAgeDays       int    `json:"password_max_age_days"`
-	PasswordHistory          int    `json:"password_history"`
-	MaxFailedAttempts        int    `json:"max_failed_attempts"`
-	ScreenLockTimeoutSeconds int    `json:"screen_lock_timeout_seconds"`
-	EncryptionRequired       bool   `json:"encryption_required"`
-	CameraDisabled           bool   `json:"camera_disabled"`
-	ScreenCaptureDisabled    bool   `json:"screen_capture_disabled"`
-	BluetoothDisabled        bool   `json:"bluetooth_disabled"`
-	USBStorageDisabled       bool   `json:"usb_storage_disabled"`
-}
-
 func intOp(uri string, v int) op {
 	return op{verb: syncml.CmdReplace, uri: uri, format: "int", data: strconv.Itoa(v)}
 }
@@ -65,7 +49,7 @@ func intOp(uri string, v int) op {
 // ITPolicyOps returns the CSP operations of an IT policy: the DeviceLock
 // group (one Atomic: a password policy applies whole or not at all) and
 // the other areas, each on its own.
-func ITPolicyOps(s itSettings) (lock []op, other []op) {
+func ITPolicyOps(s policy.ITPolicySettings) (lock []op, other []op) {
 	if !s.PasswordRequired {
 		lock = append(lock, intOp(deviceLock+DevicePasswordEnabled, 1))
 	} else {
@@ -156,7 +140,7 @@ func (h *Handler) renderConfig(ctx context.Context, d *device.Device, c *command
 	for _, it := range eff.Items {
 		switch it.Kind {
 		case policy.ITPolicy:
-			var s itSettings
+			var s policy.ITPolicySettings
 			if err := decodePayload(it.Payload, &s); err != nil {
 				local(it, "IT policy settings unreadable")
 				continue
