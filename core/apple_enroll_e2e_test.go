@@ -3,8 +3,6 @@ package core_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -45,21 +43,7 @@ import (
 func (e *env) aeAgent(login, pw, hw, platform string) (tls.Certificate, string) {
 	e.t.Helper()
 	body, _ := json.Marshal(wire.ActivateRequest{Login: login, Password: pw, Platform: platform, OSVersion: "18.1", HardwareID: hw})
-	st, code, cookie, a := e.rawActivate(string(body))
-	if st != 200 {
-		e.t.Fatalf("activate: %d %s", st, code)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	st, code, enr := e.rawEnroll(cookie, csrPEM(e.t, key, a.CSRCommonName))
-	if st != 200 {
-		e.t.Fatalf("enroll: %d %s", st, code)
-	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	cert, err := tls.X509KeyPair([]byte(enr.Certificate), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return cert, a.DeviceID
+	return e.mustEnrolledWith(string(body))
 }
 
 // aeProfile posts to the profile route with cert (nil: none) and returns

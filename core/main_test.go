@@ -332,7 +332,14 @@ func (e *env) rawEnroll(cookie *http.Cookie, csr string) (int, string, wire.Enro
 // TLS certificate and its ID.
 func (e *env) mustEnrolled(login, pw, hw string) (tls.Certificate, string) {
 	e.t.Helper()
-	st, code, cookie, a := e.rawActivate(activateBody(login, pw, hw))
+	return e.mustEnrolledWith(activateBody(login, pw, hw))
+}
+
+// mustEnrolledWith activates with the activation request body and
+// enrolls a CSR, returning the device's TLS certificate and its ID.
+func (e *env) mustEnrolledWith(body string) (tls.Certificate, string) {
+	e.t.Helper()
+	st, code, cookie, a := e.rawActivate(body)
 	if st != 200 {
 		e.t.Fatalf("activate: %d %s", st, code)
 	}
