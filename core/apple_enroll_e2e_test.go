@@ -425,14 +425,7 @@ func testAppleEnrollMac(t *testing.T, backend string) {
 	t.Run("fail/platform-not-in-activation-profile", func(t *testing.T) {
 		w2, uid := e.aePortal("no-mac@example.com")
 		prof := &activation.Profile{Name: "Phones only", MaxDevices: 3, Types: map[activation.Platform]activation.Type{activation.IOS: activation.MDMControls}}
-		if err := e.m.Activation.CreateProfile(ctx, prof); err != nil {
-			t.Fatal(err)
-		}
-		u, _ := e.m.DB.User(ctx, uid)
-		u.ActivationProfileID = prof.ID
-		if err := e.m.DB.UpdateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
+		e.mustGiveProfile(t, uid, prof)
 		w2.do("GET", "/portal/", nil)
 		st, body, hdr := w2.do("POST", "/portal/enroll-mac", url.Values{})
 		if st != 403 || hdr.Get("Content-Type") == "application/x-apple-aspen-config" ||
@@ -443,14 +436,7 @@ func testAppleEnrollMac(t *testing.T, backend string) {
 	t.Run("fail/device-limit", func(t *testing.T) {
 		w3, uid := e.aePortal("limit@example.com")
 		prof := &activation.Profile{Name: "One Mac", MaxDevices: 1, Types: map[activation.Platform]activation.Type{activation.MacOS: activation.MDMControls}}
-		if err := e.m.Activation.CreateProfile(ctx, prof); err != nil {
-			t.Fatal(err)
-		}
-		u, _ := e.m.DB.User(ctx, uid)
-		u.ActivationProfileID = prof.ID
-		if err := e.m.DB.UpdateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
+		e.mustGiveProfile(t, uid, prof)
 		w3.do("GET", "/portal/", nil)
 		st, body, _ := w3.do("POST", "/portal/enroll-mac", url.Values{})
 		if st != 200 {
@@ -508,5 +494,23 @@ func TestAppleEnrollWithMDMB(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("mdmb's SCEP certificate is not revoked with its device")
+	}
+}
+
+// mustGiveProfile creates the activation profile prof and assigns it to
+// the user uid.
+func (e *env) mustGiveProfile(t *testing.T, uid string, prof *activation.Profile) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.m.Activation.CreateProfile(ctx, prof); err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.m.DB.User(ctx, uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.ActivationProfileID = prof.ID
+	if err := e.m.DB.UpdateUser(ctx, u); err != nil {
+		t.Fatal(err)
 	}
 }
