@@ -23,10 +23,93 @@ func enrollmentDests(e *apple.Enrollment) []any {
 		nullTimeDest{&e.TokenUpdatedAt}, nullTimeDest{&e.CheckedOutAt}, &e.BootstrapToken, &e.UnlockToken, &e.AwaitingConfiguration}
 }
 
+// identityQuery reads what Identity returns: the certificate, its device
+// and the enrollment bound to it, for the serials in $1.
+const identityQuery = `SELECT c.serial, c.device_id, d.state, c.revoked_at, e.udid, e.device_id, e.cert_serial, e.topic,
+		e.serial_number, e.bootstrap_token, e.unlock_token, e.authenticated_at, e.token_updated_at, e.checked_out_at, e.awaiting_config
+		FROM certificates c JOIN devices d ON d.id = c.device_id
+		LEFT JOIN apple_enrollments e ON e.cert_serial = c.serial
+		WHERE c.serial `
+
 // Identity implements apple.Store: one read per device request, joining
-// the certificate, its device and the enrollment bound to it.
+// the certificate, its device and the enrollment bound to it. On
+// PostgreSQL the reads of concurrent requests are grouped into one
+// statement (see groupQueue), since every Apple request starts with one.
 func (db *DB) Identity(ctx context.Context, serial string) (*apple.Identity, error) {
+	op := "apple identity of certificate " + serial
+	if db.identities != nil {
+		r := &identityReq{ctx: ctx, serial: serial, out: make(chan identityOut, 1)}
+		if err := db.identities.add(r); err != nil {
+			return nil, dbErr(op, err)
+		}
+		out := <-r.out
+		if out.err != nil {
+			return nil, dbErr(op, out.err)
+		}
+		if out.id == nil {
+			return nil, notFound(op)
+		}
+		return out.id, nil
+	}
+	_, id, err := scanIdentity(db.reader().row(ctx, identityQuery+`= $1`, serial))
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	return id, nil
+}
+
+type identityReq struct {
+	ctx    context.Context
+	serial string
+	out    chan identityOut
+}
+
+// identityOut is an identityReq's answer: nil id and nil err when no
+// certificate has the serial.
+type identityOut struct {
+	id  *apple.Identity
+	err error
+}
+
+// runIdentities answers a group of Identity reads with one statement.
+func (db *DB) runIdentities(group []*identityReq) {
+	serials := make([]string, 0, len(group))
+	for _, r := range group {
+		serials = append(serials, r.serial)
+	}
+	found := make(map[string]*apple.Identity, len(group))
+	err := func() error {
+		// The group belongs to no single caller (see runTrips).
+		rows, err := runner{stmts: db.gs}.rows(context.Background(), identityQuery+`= ANY($1)`, serials)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			serial, id, err := scanIdentity(rows)
+			if err != nil {
+				return err
+			}
+			found[serial] = id
+		}
+		return rows.Err()
+	}()
+	for _, r := range group {
+		switch {
+		case err != nil:
+			r.out <- identityOut{err: err}
+		case r.ctx.Err() != nil:
+			r.out <- identityOut{err: r.ctx.Err()}
+		default:
+			r.out <- identityOut{id: found[r.serial]}
+		}
+	}
+}
+
+// scanIdentity scans a row of identityQuery.
+func scanIdentity(s scanner) (string, *apple.Identity, error) {
 	var (
+		serial  string
 		id      apple.Identity
 		revoked *int64
 		udid    *string
@@ -38,14 +121,9 @@ func (db *DB) Identity(ctx context.Context, serial string) (*apple.Identity, err
 		nulls   = make([]*string, len(fields))
 		waiting *bool
 	)
-	err := db.reader().row(ctx, `SELECT c.device_id, d.state, c.revoked_at, e.udid, e.device_id, e.cert_serial, e.topic,
-		e.serial_number, e.bootstrap_token, e.unlock_token, e.authenticated_at, e.token_updated_at, e.checked_out_at, e.awaiting_config
-		FROM certificates c JOIN devices d ON d.id = c.device_id
-		LEFT JOIN apple_enrollments e ON e.cert_serial = c.serial
-		WHERE c.serial = $1`, serial).Scan(&id.DeviceID, &id.DeviceState, &revoked, &udid,
-		&nulls[0], &nulls[1], &nulls[2], &nulls[3], &nulls[4], &nulls[5], &authAt, &tokAt, &outAt, &waiting)
-	if err != nil {
-		return nil, dbErr("apple identity of certificate "+serial, err)
+	if err := s.Scan(&serial, &id.DeviceID, &id.DeviceState, &revoked, &udid,
+		&nulls[0], &nulls[1], &nulls[2], &nulls[3], &nulls[4], &nulls[5], &authAt, &tokAt, &outAt, &waiting); err != nil {
+		return "", nil, err
 	}
 	id.Revoked = revoked != nil
 	if udid != nil {
@@ -62,7 +140,7 @@ func (db *DB) Identity(ctx context.Context, serial string) (*apple.Identity, err
 		e.AwaitingConfiguration = waiting != nil && *waiting
 		id.Enrollment = &e
 	}
-	return &id, nil
+	return serial, &id, nil
 }
 
 func microsPtr(v *int64) *time.Time {
@@ -217,9 +295,19 @@ var _ apple.RoundTripStore = (*DB)(nil)
 // next command out) costs one commit instead of two. What either would
 // have done alone is unchanged: the result is recorded (or found a
 // duplicate) first, then the next due command is delivered; a refused
-// result rolls back and delivers nothing.
+// result rolls back and delivers nothing. On PostgreSQL concurrent calls
+// are grouped into one statement (see runTrips).
 func (db *DB) CompleteAndNext(ctx context.Context, deviceID string, res command.Result, now time.Time) (*command.Command, bool, *command.Command, error) {
 	op := "complete command " + res.CommandID + " and deliver the next"
+	if db.trips != nil && (res.Status == command.StatusAcknowledged || res.Status == command.StatusError || res.Status == command.StatusNotNow) {
+		out := db.trip(&tripReq{ctx: ctx, deviceID: deviceID, res: &res, now: now})
+		if out.err != nil {
+			return nil, false, nil, commandErr(op, out.err)
+		}
+		if !out.alone {
+			return out.done, false, out.next, nil
+		}
+	}
 	var (
 		done, next *command.Command
 		dup        bool

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 )
 
 // maxBatch bounds how many writes share one SQLite commit, so that one
@@ -25,11 +24,8 @@ var errClosed = errors.New("sqlstore: database is closed")
 // WAL once per commit, and writes of one batch mostly change the same pages
 // (the ends of the same tables and indexes).
 type writeQueue struct {
-	db   *DB
-	reqs chan writeReq
-	mu   sync.RWMutex // held for reading while sending on reqs; Close takes it to close reqs
-	shut bool
-	done chan struct{} // closed when the goroutine has returned
+	db *DB
+	q  *groupQueue[writeReq]
 }
 
 type writeReq struct {
@@ -39,9 +35,10 @@ type writeReq struct {
 }
 
 func newWriteQueue(db *DB) *writeQueue {
-	q := &writeQueue{db: db, reqs: make(chan writeReq, maxBatch), done: make(chan struct{})}
-	go q.loop()
-	return q
+	w := &writeQueue{db: db}
+	// One worker: SQLite has one writer connection.
+	w.q = newGroupQueue(1, maxBatch, w.commit)
+	return w
 }
 
 // do queues fn and waits for the commit of its batch. It does not give up
@@ -50,48 +47,15 @@ func newWriteQueue(db *DB) *writeQueue {
 // not run.
 func (q *writeQueue) do(ctx context.Context, fn func(context.Context, runner) error) error {
 	req := writeReq{ctx: ctx, fn: fn, result: make(chan error, 1)}
-	q.mu.RLock()
-	if q.shut {
-		q.mu.RUnlock()
-		return errClosed
+	if err := q.q.add(req); err != nil {
+		return err
 	}
-	q.reqs <- req
-	q.mu.RUnlock()
 	return <-req.result
 }
 
 // close runs the writes already queued, refuses new ones, and waits for the
-// goroutine to return.
-func (q *writeQueue) close() {
-	q.mu.Lock()
-	if !q.shut {
-		q.shut = true
-		close(q.reqs)
-	}
-	q.mu.Unlock()
-	<-q.done
-}
-
-func (q *writeQueue) loop() {
-	defer close(q.done)
-	batch := make([]writeReq, 0, maxBatch)
-	for req := range q.reqs {
-		batch = append(batch[:0], req)
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case req, ok := <-q.reqs:
-				if !ok {
-					break more
-				}
-				batch = append(batch, req)
-			default:
-				break more
-			}
-		}
-		q.commit(batch)
-	}
-}
+// writer to return.
+func (q *writeQueue) close() { q.q.close() }
 
 // commit runs the batch in one transaction and tells every caller its
 // outcome.

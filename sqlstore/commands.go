@@ -273,8 +273,21 @@ func (db *DB) missingCommands(ctx context.Context, r runner, op string, ids []st
 // row and skips rows another transaction holds: two concurrent requests
 // never both take one command without both deliveries being counted, and
 // neither waits for the other (the second gets the next due command, or
-// ErrIdle). SQLite has a single writer, so picks never overlap.
+// ErrIdle). SQLite has a single writer, so picks never overlap. On
+// PostgreSQL concurrent calls are grouped into one statement (see
+// runTrips).
 func (db *DB) Next(ctx context.Context, deviceID string, now time.Time) (*command.Command, error) {
+	if db.trips != nil {
+		if out := db.trip(&tripReq{ctx: ctx, deviceID: deviceID, now: now}); !out.alone {
+			switch {
+			case out.err != nil:
+				return nil, dbErr("next command of device "+deviceID, out.err)
+			case out.next == nil:
+				return nil, command.ErrIdle
+			}
+			return out.next, nil
+		}
+	}
 	var c *command.Command
 	err := db.write(ctx, func(ctx context.Context, r runner) (err error) {
 		c, err = db.nextIn(ctx, r, deviceID, now)

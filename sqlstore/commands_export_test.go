@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/id"
 )
 
@@ -42,4 +43,37 @@ func (db *DB) CountCommandsForTest(ctx context.Context) (int, error) {
 	var n int
 	err := db.reader().row(ctx, `SELECT count(*) FROM commands`).Scan(&n)
 	return n, dbErr("count commands", err)
+}
+
+// TripForTest is one request of a group RunTripGroupForTest runs: a
+// result and the next delivery (CompleteAndNext), or with a nil Result a
+// delivery alone (Next).
+type TripForTest struct {
+	DeviceID string
+	Result   *command.Result
+	Now      time.Time
+}
+
+// TripOutcomeForTest is what the group decided for one request; Alone
+// means it left the request to a lone call.
+type TripOutcomeForTest struct {
+	Done, Next *command.Command
+	Alone      bool
+	Err        error
+}
+
+// RunTripGroupForTest runs trips as one group of PostgreSQL's round-trip
+// queue, as if they had arrived together, and returns their outcomes.
+func (db *DB) RunTripGroupForTest(trips []TripForTest) []TripOutcomeForTest {
+	group := make([]*tripReq, len(trips))
+	for i, tr := range trips {
+		group[i] = &tripReq{ctx: context.Background(), deviceID: tr.DeviceID, res: tr.Result, now: tr.Now, out: make(chan tripOut, 1)}
+	}
+	db.runTrips(group)
+	outs := make([]TripOutcomeForTest, len(trips))
+	for i, r := range group {
+		o := <-r.out
+		outs[i] = TripOutcomeForTest{Done: o.done, Next: o.next, Alone: o.alone, Err: o.err}
+	}
+	return outs
 }

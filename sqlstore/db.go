@@ -55,9 +55,15 @@ type DB struct {
 	r       *sql.DB // reads; on PostgreSQL the same pool as w
 	ws, rs  *stmtCache
 	queue   *writeQueue // SQLite's writer; nil on PostgreSQL
-	lock    *os.File    // SQLite: held (flock) while open, so one process owns the file
-	dsn     string      // PostgreSQL: the URL, for the LISTEN connection
-	log     *slog.Logger
+	// PostgreSQL's grouped statements (see groupQueue) and their pool; nil
+	// on SQLite.
+	groups     *sql.DB
+	gs         *stmtCache
+	trips      *groupQueue[*tripReq]     // command round trips
+	identities *groupQueue[*identityReq] // Apple requests' identities
+	lock       *os.File                  // SQLite: held (flock) while open, so one process owns the file
+	dsn        string                    // PostgreSQL: the URL, for the LISTEN connection
+	log        *slog.Logger
 }
 
 // Open opens the database dsn names and applies the embedded migrations it
@@ -104,7 +110,30 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("sqlstore: connect to postgres: %w", err), pool.Close())
 	}
 	stmts := &stmtCache{pool: pool}
-	return &DB{backend: Postgres, w: pool, r: pool, ws: stmts, rs: stmts, dsn: dsn}, nil
+	db := &DB{backend: Postgres, w: pool, r: pool, ws: stmts, rs: stmts, dsn: dsn}
+	// Grouped statements (see groupQueue) run on connections of their own,
+	// one per worker, with generic plans forced: each is always the same
+	// shape over arrays of any length, and PostgreSQL would otherwise plan
+	// it anew at every execution (custom plans), which costs more than
+	// running it.
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlstore: open postgres: %w", err), pool.Close())
+	}
+	q := u.Query()
+	q.Set("plan_cache_mode", "force_generic_plan")
+	u.RawQuery = q.Encode()
+	groups, err := sql.Open("pgx", u.String())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlstore: open postgres: %w", err), pool.Close())
+	}
+	groups.SetMaxOpenConns(pgGroupConns)
+	groups.SetMaxIdleConns(pgGroupConns)
+	groups.SetConnMaxIdleTime(postgresIdleTime)
+	db.groups, db.gs = groups, &stmtCache{pool: groups}
+	db.trips = newGroupQueue(pgGroupWorkers, maxPGGroup, db.runTrips)
+	db.identities = newGroupQueue(pgGroupWorkers, maxPGGroup, db.runIdentities)
+	return db, nil
 }
 
 // sqlitePath resolves the dsn forms Open accepts for SQLite to a file path.
@@ -203,10 +232,15 @@ func (db *DB) Close() error {
 		db.queue.close()
 	}
 	var err error
+	if db.trips != nil {
+		db.trips.close()
+		db.identities.close()
+		err = db.groups.Close()
+	}
 	if db.r == db.w {
-		err = db.w.Close()
+		err = errors.Join(err, db.w.Close())
 	} else {
-		err = errors.Join(db.r.Close(), db.w.Close())
+		err = errors.Join(err, db.r.Close(), db.w.Close())
 	}
 	if db.lock != nil {
 		err = errors.Join(err, db.lock.Close()) // closing releases the flock

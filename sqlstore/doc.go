@@ -40,7 +40,15 @@
 // Reads run in parallel on a separate pool of read-only connections (WAL
 // mode lets them proceed during a write). On PostgreSQL every write is a
 // transaction of its own at READ COMMITTED, and a transaction the server
-// aborts as a deadlock victim is run again.
+// aborts as a deadlock victim is run again. Two hot paths are grouped on
+// PostgreSQL (see groupQueue): a device's command round trip (Next, and
+// CompleteAndNext, the result and the next delivery) and the identity read
+// that starts every Apple request. The calls that arrive while others are
+// in flight run as one statement, so a busy server pays one network round
+// trip and one commit per group instead of four round trips per call; each
+// caller still gets exactly what its lone call would have returned, and
+// what a group cannot decide (a duplicate or unknown result, a failed
+// statement) runs alone.
 //
 // Statements are prepared once per connection and reused.
 package sqlstore

@@ -6,6 +6,8 @@ package appletest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +40,7 @@ func RunStore(t *testing.T, open func(t *testing.T) Stores) {
 		{Name: "fail/AuthenticateEnrollmentOfAnotherLiveDevice", Fn: testEnrollmentOfOtherDevice},
 		{Name: "fail/TokenUpdateOfUnboundCertificateIsNotFound", Fn: testTokenUpdateUnbound},
 		{Name: "ok/IdentityBeforeAndAfterAuthenticate", Fn: testIdentity},
+		{Name: "ok/ConcurrentIdentitiesAreEachTheirOwn", Fn: testIdentityConcurrent},
 		{Name: "ok/TokenUpdateFirstOnceAfterAuthenticate", Fn: testTokenUpdate},
 		{Name: "ok/CheckOutAndBootstrapToken", Fn: testCheckOut},
 		{Name: "ok/IdentityRevokedAfterRemove", Fn: testRevoked},
@@ -85,6 +88,43 @@ func testIdentity(t *testing.T, s Stores) {
 	storetest.WantEqual(t, "EnrollmentOf", e, want)
 	_, err = s.EnrollmentOf(ctx, "nope")
 	storetest.WantErr(t, "EnrollmentOf unknown", err, errs.ErrNotFound)
+}
+
+// testIdentityConcurrent reads many identities at once, unknown serials
+// among them (a store may answer concurrent reads together): each caller
+// gets its own.
+func testIdentityConcurrent(t *testing.T, s Stores) {
+	const devices, rounds = 8, 4
+	ctx := context.Background()
+	serials := make([]string, devices)
+	ids := make([]string, devices)
+	for i := range devices {
+		d, serial := enroll(t, s)
+		authenticate(t, s, d, serial, fmt.Sprintf("UDID-%d", i))
+		serials[i], ids[i] = serial, d.ID
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, devices*rounds*2)
+	for range rounds {
+		for i := range devices {
+			wg.Go(func() {
+				got, err := s.Identity(ctx, serials[i])
+				if err != nil || got.DeviceID != ids[i] || got.Enrollment == nil || got.Enrollment.UDID != fmt.Sprintf("UDID-%d", i) {
+					errc <- fmt.Errorf("Identity of device %d = %+v, %v", i, got, err)
+				}
+			})
+			wg.Go(func() {
+				if _, err := s.Identity(ctx, fmt.Sprintf("%04x", 0xff00+i)); !errors.Is(err, errs.ErrNotFound) {
+					errc <- fmt.Errorf("Identity of an unknown serial: %v, want ErrNotFound", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
 }
 
 func testCertBoundElsewhere(t *testing.T, s Stores) {
