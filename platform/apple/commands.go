@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"strings"
@@ -32,27 +33,97 @@ const (
 
 // report is what the command endpoint decodes from every body: the
 // results' common keys, and MessageType to recognise a check-in sent to
-// the ServerURL.
+// the ServerURL. rest is every other key (a command's answer, e.g.
+// QueryResponses), kept as the command's result.
 type report struct {
 	mdm.Enrollment
-	MessageType string `plist:",omitempty"`
-	CommandUUID string `plist:",omitempty"`
+	MessageType string
+	CommandUUID string
 	Status      string
-	ErrorChain  []mdm.ErrorChain `plist:",omitempty"`
+	ErrorChain  []mdm.ErrorChain
+	rest        map[string]any
 }
 
 // DecodeReport decodes a command report (the body must have passed
-// CheckDepth). It fails for a body that is not a plist dict or has no
-// Status.
+// CheckDepth). It fails for a body that is not a plist dict, has a common
+// key of the wrong type, or has no Status. The body is parsed once, into
+// a map: its common keys fill the report, the others are its rest.
 func DecodeReport(body []byte) (*report, error) {
-	var rep report
-	if err := plist.Unmarshal(body, &rep); err != nil {
+	var m map[string]any
+	if err := plist.Unmarshal(body, &m); err != nil {
 		return nil, errs.Wrap(errs.Invalid, ErrMalformed.Code, ErrMalformed.Message, err)
 	}
+	rep := &report{rest: m}
+	for _, f := range [...]struct {
+		key string
+		dst *string
+	}{{"UDID", &rep.UDID}, {"UserID", &rep.UserID}, {"UserShortName", &rep.UserShortName}, {"UserLongName", &rep.UserLongName},
+		{"EnrollmentID", &rep.EnrollmentID}, {"EnrollmentUserID", &rep.EnrollmentUserID}, {"MessageType", &rep.MessageType},
+		{"CommandUUID", &rep.CommandUUID}, {"Status", &rep.Status}} {
+		key, dst := f.key, f.dst
+		v, ok := m[key]
+		if !ok {
+			continue
+		}
+		if *dst, ok = v.(string); !ok {
+			return nil, malformedKey(key)
+		}
+		delete(m, key)
+	}
+	if v, ok := m["ErrorChain"]; ok {
+		chain, err := errorChain(v)
+		if err != nil {
+			return nil, err
+		}
+		rep.ErrorChain = chain
+		delete(m, "ErrorChain")
+	}
+	// RequestType is not ours to keep: some devices echo the command's.
+	delete(m, "RequestType")
 	if rep.MessageType == "" && rep.Status == "" {
 		return nil, errs.E(errs.Invalid, "invalid_report", "the report has no Status")
 	}
-	return &rep, nil
+	return rep, nil
+}
+
+func malformedKey(key string) error {
+	return errs.E(errs.Invalid, ErrMalformed.Code, ErrMalformed.Message+": "+key+" has the wrong type")
+}
+
+// errorChain decodes ErrorChain: an array of dicts whose ErrorCode is an
+// integer and whose other keys are strings (Apple, "ErrorChainItem").
+func errorChain(v any) ([]mdm.ErrorChain, error) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, malformedKey("ErrorChain")
+	}
+	chain := make([]mdm.ErrorChain, 0, len(items))
+	for _, it := range items {
+		d, ok := it.(map[string]any)
+		if !ok {
+			return nil, malformedKey("ErrorChain")
+		}
+		var e mdm.ErrorChain
+		for key, dst := range map[string]*string{"ErrorDomain": &e.ErrorDomain, "LocalizedDescription": &e.LocalizedDescription,
+			"USEnglishDescription": &e.USEnglishDescription} {
+			if v, ok := d[key]; ok {
+				if *dst, ok = v.(string); !ok {
+					return nil, malformedKey("ErrorChain." + key)
+				}
+			}
+		}
+		switch c := d["ErrorCode"].(type) {
+		case nil:
+		case int64:
+			e.ErrorCode = int(c)
+		case uint64:
+			e.ErrorCode = int(min(c, math.MaxInt32))
+		default:
+			return nil, malformedKey("ErrorChain.ErrorCode")
+		}
+		chain = append(chain, e)
+	}
+	return chain, nil
 }
 
 // maxServerSide bounds the queued commands one round trip may complete on
@@ -156,7 +227,7 @@ func (h *Handler) result(ctx context.Context, c *Caller, rep *report, body []byt
 	switch rep.Status {
 	case StatusAcknowledged:
 		res.Status = command.StatusAcknowledged
-		res.Data = resultData(body)
+		res.Data = resultData(rep.rest)
 	case StatusError:
 		res.Status = command.StatusError
 		res.Message = errorMessage(rep.ErrorChain, "the device reported an error")
@@ -220,25 +291,14 @@ func clip(s string, n int) string {
 	return s[:n]
 }
 
-// reportKeys are the keys of every report; resultData keeps the others.
-var reportKeys = []string{"UDID", "EnrollmentID", "UserID", "UserShortName", "UserLongName", "EnrollmentUserID",
-	"Status", "CommandUUID", "ErrorChain", "RequestType"}
-
-// resultData is the command-specific part of an acknowledged report as
-// JSON (the command's Result in the operator API), or nil when there is
-// none or it is larger than command.MaxResultData.
-func resultData(body []byte) json.RawMessage {
-	var m map[string]any
-	if plist.Unmarshal(body, &m) != nil {
+// resultData is the command-specific part of an acknowledged report (its
+// rest) as JSON (the command's Result in the operator API), or nil when
+// there is none or it is larger than command.MaxResultData.
+func resultData(rest map[string]any) json.RawMessage {
+	if len(rest) == 0 {
 		return nil
 	}
-	for _, k := range reportKeys {
-		delete(m, k)
-	}
-	if len(m) == 0 {
-		return nil
-	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(rest)
 	if err != nil || len(b) > command.MaxResultData || !utf8.Valid(b) {
 		b, _ = json.Marshal(map[string]any{"truncated": true})
 	}

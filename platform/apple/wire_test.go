@@ -9,6 +9,7 @@ import (
 
 	"github.com/micromdm/nanomdm/mdm"
 
+	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/policy"
 )
 
@@ -80,10 +81,50 @@ func TestDecodeReportExamples(t *testing.T) {
 	if msg != "MCProfileErrorDomain 4001: The profile “Wi-Fi” could not be installed.; MCMDMErrorDomain 12003: The payload is invalid." {
 		t.Fatalf("error message %q", msg)
 	}
-	data := string(resultData(read(t, "device_information_ack.plist")))
+	data := string(resultData(mustReport(t, "device_information_ack.plist").rest))
 	if !strings.Contains(data, `"QueryResponses"`) || !strings.Contains(data, `"SerialNumber":"F2LXJ0N7Q1GC"`) || strings.Contains(data, `"Status"`) {
 		t.Fatalf("result data %s", data)
 	}
+}
+
+// TestDecodeReportRefusals: a body that is not a report, or whose common
+// keys have the wrong types, is malformed (400), never half-read.
+func TestDecodeReportRefusals(t *testing.T) {
+	dict := func(inner string) []byte { return []byte("<plist><dict>" + inner + "</dict></plist>") }
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		code string
+	}{
+		{"fail/not-a-dict", []byte("<plist><array/></plist>"), ErrMalformed.Code},
+		{"fail/status-not-a-string", dict("<key>Status</key><integer>1</integer>"), ErrMalformed.Code},
+		{"fail/udid-not-a-string", dict("<key>Status</key><string>Idle</string><key>UDID</key><true/>"), ErrMalformed.Code},
+		{"fail/command-uuid-a-dict", dict("<key>Status</key><string>Acknowledged</string><key>CommandUUID</key><dict/>"), ErrMalformed.Code},
+		{"fail/error-chain-not-an-array", dict("<key>Status</key><string>Error</string><key>ErrorChain</key><string>x</string>"), ErrMalformed.Code},
+		{"fail/error-chain-item-not-a-dict", dict("<key>Status</key><string>Error</string><key>ErrorChain</key><array><string>x</string></array>"), ErrMalformed.Code},
+		{"fail/error-code-a-string", dict("<key>Status</key><string>Error</string><key>ErrorChain</key><array><dict><key>ErrorCode</key><string>12</string></dict></array>"), ErrMalformed.Code},
+		{"fail/error-domain-an-integer", dict("<key>Status</key><string>Error</string><key>ErrorChain</key><array><dict><key>ErrorDomain</key><integer>1</integer></dict></array>"), ErrMalformed.Code},
+		{"fail/no-status", dict("<key>UDID</key><string>X</string>"), "invalid_report"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := DecodeReport(tc.in)
+			var e *errs.Error
+			if !errors.As(err, &e) || e.Code != tc.code || e.Kind != errs.Invalid {
+				t.Fatalf("DecodeReport = %+v, %v; want %s", rep, err, tc.code)
+			}
+		})
+	}
+	t.Run("ok/rest-is-the-answer", func(t *testing.T) {
+		rep, err := DecodeReport(dict("<key>Status</key><string>Error</string><key>UDID</key><string>U</string><key>RequestType</key><string>DeviceLock</string>" +
+			"<key>ErrorChain</key><array><dict><key>ErrorCode</key><integer>-7</integer><key>ErrorDomain</key><string>D</string></dict></array>" +
+			"<key>MessageResult</key><string>locked</string>"))
+		if err != nil || rep.UDID != "U" || len(rep.ErrorChain) != 1 || rep.ErrorChain[0].ErrorCode != -7 || rep.ErrorChain[0].ErrorDomain != "D" {
+			t.Fatalf("DecodeReport = %+v, %v", rep, err)
+		}
+		if d := string(resultData(rep.rest)); d != `{"MessageResult":"locked"}` {
+			t.Fatalf("result data %s, want only the command's own key", d)
+		}
+	})
 }
 
 func mustReport(t *testing.T, name string) *report {
@@ -199,7 +240,7 @@ func FuzzReport(f *testing.F) {
 		if msg := errorMessage(rep.ErrorChain, "x"); len(msg) > 1024 {
 			t.Fatalf("message of %d bytes", len(msg))
 		}
-		if d := resultData(b); len(d) > 1<<20 {
+		if d := resultData(rep.rest); len(d) > 1<<20 {
 			t.Fatalf("data of %d bytes", len(d))
 		}
 	})
