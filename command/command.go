@@ -188,6 +188,10 @@ type Store interface {
 	// pending, sent, or not-now with NotBefore ≤ now, and ExpiresAt > now,
 	// the highest priority, then the lowest ID. ErrIdle when none is due.
 	Next(ctx context.Context, deviceID string, now time.Time) (*Command, error)
+	// Due reports whether Next at now would hand the device a command,
+	// without recording a delivery: a read, for callers that most often
+	// find nothing due.
+	Due(ctx context.Context, deviceID string, now time.Time) (bool, error)
 	// Complete records a device's result for one of its commands and
 	// returns the command as stored. Only a command of deviceID that was
 	// delivered (sent) takes the result; a not-now result sets NotBefore to

@@ -302,6 +302,17 @@ func (db *DB) Next(ctx context.Context, deviceID string, now time.Time) (*comman
 	return c, nil
 }
 
+// Due implements command.Store with Next's conditions and no delivery.
+func (db *DB) Due(ctx context.Context, deviceID string, now time.Time) (bool, error) {
+	var due bool
+	err := db.reader().row(ctx, `SELECT EXISTS (SELECT 1 FROM commands WHERE device_id = $1 AND status IN `+openStatuses+`
+		AND (not_before IS NULL OR not_before <= $2) AND expires_at > $2)`, deviceID, micros(now)).Scan(&due)
+	if err != nil {
+		return false, dbErr("due commands of device "+deviceID, err)
+	}
+	return due, nil
+}
+
 // nextIn is Next's statement, run by r (Next, and CompleteAndNext in
 // apple.go, which shares one transaction between a result and the next
 // delivery).

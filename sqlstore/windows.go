@@ -2,10 +2,13 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/platform/windows"
 )
@@ -70,7 +73,7 @@ func (db *DB) SaveWindowsSession(ctx context.Context, s *windows.Session, prevMs
 // EndWindowsSession implements windows.SessionStore.
 func (db *DB) EndWindowsSession(ctx context.Context, deviceID, sessionID string, prevMsgID int) error {
 	op := "end windows session " + sessionID + " of device " + deviceID
-	return db.write(ctx, func(ctx context.Context, r runner) error {
+	end := func(ctx context.Context, r runner) error {
 		n, err := exec(ctx, r, op, `DELETE FROM windows_sessions WHERE device_id = $1 AND session_id = $2 AND msg_id = $3`,
 			deviceID, sessionID, prevMsgID)
 		if err != nil || n == 1 {
@@ -85,7 +88,37 @@ func (db *DB) EndWindowsSession(ctx context.Context, deviceID, sessionID string,
 			return dbErr(op, err)
 		}
 		return fmt.Errorf("sqlstore: %s: %w", op, errs.ErrConflict)
-	})
+	}
+	// The DELETE is the only write (see writeOne); the SELECT that tells a
+	// conflict from an absent session runs only when it changed nothing,
+	// and at read committed it would see the same rows inside a
+	// transaction.
+	return db.writeOne(ctx, end)
+}
+
+// WindowsDeviceState implements windows.SessionStore.
+func (db *DB) WindowsDeviceState(ctx context.Context, deviceID string) (*windows.DeviceState, error) {
+	st := &windows.DeviceState{}
+	push := device.PushToken{DeviceID: deviceID}
+	var reported, pushed *time.Time
+	err := db.reader().row(ctx, `SELECT i.info, i.reported_at, p.provider, p.token, p.topic, p.push_magic, p.updated_at
+		FROM devices d LEFT JOIN device_inventory i ON i.device_id = d.id LEFT JOIN device_push p ON p.device_id = d.id
+		WHERE d.id = $1`, deviceID).Scan(jsonDest{&st.Info}, nullTimeDest{&reported},
+		textDest{&push.Provider}, textDest{&push.Token}, textDest{&push.Topic}, textDest{&push.PushMagic}, nullTimeDest{&pushed})
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, nil // an unknown device has neither
+	}
+	if err != nil {
+		return nil, dbErr("windows state of device "+deviceID, err)
+	}
+	if reported != nil {
+		st.Reported, st.ReportedAt = true, *reported
+	}
+	if pushed != nil {
+		push.UpdatedAt = *pushed
+		st.Push = &push
+	}
+	return st, nil
 }
 
 // SweepWindowsSessions implements windows.SessionStore.

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(*testing.T) Fixture) {
 		{Name: "NextDeliversPriorityThenAge", Fn: testNextOrder},
 		{Name: "NextHandsOutOneCommandPerCall", Fn: testNextOne},
 		{Name: "NextIdleWhenNothingIsDue", Fn: testNextIdle},
+		{Name: "DueChangesNothing", Fn: testDueReadOnly},
 		{Name: "NextRedeliversSentCommandWithoutResult", Fn: testNextRedelivers},
 		{Name: "NotNowHeldBackForNotNowDelayThenResent", Fn: testNotNow},
 		{Name: "CompleteStoresResult", Fn: testComplete},
@@ -115,10 +116,11 @@ func wantCommand(t testing.TB, s command.Store, want *command.Command) {
 	storetest.WantEqual(t, "Command", got, want)
 }
 
-// next calls Next at now and checks that it delivered want, recording the
-// delivery in want.
+// next checks that Due at now is true, then calls Next at now and checks
+// that it delivered want, recording the delivery in want.
 func next(t testing.TB, s command.Store, want *command.Command, now time.Time) {
 	t.Helper()
+	wantDue(t, s, want.DeviceID, now, true)
 	got, err := s.Next(context.Background(), want.DeviceID, now)
 	storetest.WantErr(t, "Next", err, nil)
 	delivered(want, now)
@@ -130,8 +132,20 @@ func delivered(c *command.Command, now time.Time) {
 	c.Status, c.Deliveries, c.SentAt, c.NotBefore = command.StatusSent, c.Deliveries+1, &now, nil
 }
 
+// wantDue checks Due (Next's answer without a delivery).
+func wantDue(t testing.TB, s command.Store, deviceID string, now time.Time, want bool) {
+	t.Helper()
+	due, err := s.Due(context.Background(), deviceID, now)
+	storetest.WantErr(t, "Due", err, nil)
+	if due != want {
+		t.Fatalf("Due = %v, want %v", due, want)
+	}
+}
+
+// wantIdle checks that Due at now is false and that Next is ErrIdle.
 func wantIdle(t testing.TB, s command.Store, deviceID string, now time.Time) {
 	t.Helper()
+	wantDue(t, s, deviceID, now, false)
 	c, err := s.Next(context.Background(), deviceID, now)
 	if err == nil {
 		t.Fatalf("Next = %+v, want ErrIdle", c)
@@ -304,6 +318,19 @@ func testNextIdle(t *testing.T, f Fixture) {
 	done.Status, done.Message, done.CompletedAt = command.StatusError, "no", &T0
 	complete(t, f, d.ID, r, T0, done, false)
 	wantIdle(t, f, d.ID, T0)
+}
+
+// testDueReadOnly: Due records no delivery, however often it is asked.
+// (Every case that calls next or wantIdle also checks that Due agrees
+// with Next.)
+func testDueReadOnly(t *testing.T, f Fixture) {
+	d := EnrolledDevice(t, f)
+	c := New(d.ID, command.Lock, 80, T0)
+	Enqueue(t, f, c)
+	for range 3 {
+		wantDue(t, f, d.ID, T0, true)
+	}
+	wantCommand(t, f, c)
 }
 
 func testNextRedelivers(t *testing.T, f Fixture) {

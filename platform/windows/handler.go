@@ -175,6 +175,23 @@ type exchange struct {
 	out     []syncml.Command
 	retire  bool // the user unenrolled (1226)
 	removed bool
+	state   *DeviceState // read once per message, by deviceState
+}
+
+// deviceState returns the device's stored inventory and push token, read
+// at the first need in this message. Its inventory is read once, by
+// saveDevInfo, before the message writes any; the push token is written
+// only by savePush, which never runs before pushNodes reads it (both in
+// package 1, where nothing of ours is pending yet).
+func (x *exchange) deviceState(ctx context.Context) (*DeviceState, error) {
+	if x.state == nil {
+		st, err := x.h.Sessions.WindowsDeviceState(ctx, x.d.ID)
+		if err != nil {
+			return nil, err
+		}
+		x.state = st
+	}
+	return x.state, nil
 }
 
 func (x *exchange) nextCmdID() string {
@@ -385,7 +402,11 @@ func (x *exchange) absorb(ctx context.Context) error {
 		x.log.Warn("windows: statuses or results for commands never sent in this session ignored", "count", ignored)
 	}
 	if len(devInfo) > 0 && !x.retire {
-		if err := x.h.saveDevInfo(ctx, x.d, devInfo); err != nil {
+		st, err := x.deviceState(ctx)
+		if err != nil {
+			return err
+		}
+		if err := x.h.saveDevInfo(ctx, x.d, st, devInfo); err != nil {
 			return err
 		}
 	}

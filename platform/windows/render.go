@@ -178,16 +178,16 @@ func renderRaw(c *command.Command, next func() string, msgID int) ([]syncml.Comm
 // and its status every session (the docs: the channel URI changes; read it
 // at each session).
 func (x *exchange) pushNodes(ctx context.Context) (int, error) {
-	toks, err := x.h.Pushes.PushTokens(ctx, []string{x.d.ID})
+	st, err := x.deviceState(ctx)
 	if err != nil {
 		return 0, err
 	}
 	var ops []op
 	stored := ""
-	if len(toks) == 0 || toks[0].Provider != "wns" {
+	if st.Push == nil || st.Push.Provider != "wns" {
 		ops = append(ops, op{verb: syncml.CmdReplace, uri: nodePush("PFN"), format: "chr", data: x.h.PFN})
 	} else {
-		stored = toks[0].Token
+		stored = st.Push.Token
 	}
 	ops = append(ops, op{verb: syncml.CmdGet, uri: nodePush("ChannelURI")}, op{verb: syncml.CmdGet, uri: nodePush("Status")})
 	var cmds []syncml.Command

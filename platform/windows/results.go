@@ -92,20 +92,14 @@ func mergeInfo(info *device.Info, items []syncml.Item) (unknown []string) {
 	return unknown
 }
 
-// saveDevInfo merges the DevInfo of package 1 into the stored inventory.
-// It writes only when something changed or the last report is older than
-// ReportEvery: a session is not a database write.
-func (h *Handler) saveDevInfo(ctx context.Context, d *device.Device, items []syncml.Item) error {
-	inv, err := h.Devices.Store.Inventory(ctx, d.ID)
+// saveDevInfo merges the DevInfo of package 1 into the stored inventory
+// (st). It writes only when something changed or the last report is older
+// than ReportEvery: a session is not a database write.
+func (h *Handler) saveDevInfo(ctx context.Context, d *device.Device, st *DeviceState, items []syncml.Item) error {
 	var info device.Info
-	switch {
-	case err == nil:
-		info = inv.Info
-		info.Attributes = cloneMap(inv.Info.Attributes)
-	case errs.Is(err, errs.NotFound):
-		inv = nil
-	default:
-		return err
+	if st.Reported {
+		info = st.Info
+		info.Attributes = cloneMap(st.Info.Attributes)
 	}
 	before, _ := json.Marshal(info)
 	mergeInfo(&info, items)
@@ -113,7 +107,7 @@ func (h *Handler) saveDevInfo(ctx context.Context, d *device.Device, items []syn
 		info.OSName = "Windows"
 	}
 	after, _ := json.Marshal(info)
-	if inv != nil && string(before) == string(after) && h.now().Sub(inv.ReportedAt) < ReportEvery {
+	if st.Reported && string(before) == string(after) && h.now().Sub(st.ReportedAt) < ReportEvery {
 		return nil
 	}
 	return h.report(ctx, d, info)

@@ -3,6 +3,8 @@ package windows
 import (
 	"context"
 	"time"
+
+	"github.com/custos-uem/custos/device"
 )
 
 // Session is the state of one OMA-DM session kept between its messages.
@@ -74,7 +76,25 @@ type SessionStore interface {
 	// EndWindowsSession deletes the session if its MsgID is still
 	// prevMsgID; errs.ErrConflict otherwise, and none when it is absent.
 	EndWindowsSession(ctx context.Context, deviceID, sessionID string, prevMsgID int) error
+	// WindowsDeviceState returns the device's stored inventory and push
+	// token in one read. A device with neither, or an unknown device, has
+	// a zero DeviceState.
+	WindowsDeviceState(ctx context.Context, deviceID string) (*DeviceState, error)
 	// SweepWindowsSessions deletes sessions last updated before before and
 	// returns how many.
 	SweepWindowsSessions(ctx context.Context, before time.Time) (int, error)
+}
+
+// DeviceState is what a session reads of its device besides the device
+// itself: the inventory (to store a changed DevInfo) and the push token (to
+// provision the channel). One read, not one per store: a session's cost is
+// mostly its statements.
+type DeviceState struct {
+	// Reported is whether an inventory is stored; Info and ReportedAt are
+	// its info and time.
+	Reported   bool
+	Info       device.Info
+	ReportedAt time.Time
+	// Push is the device's push token, nil when it has none.
+	Push *device.PushToken
 }

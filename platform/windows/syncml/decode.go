@@ -9,17 +9,24 @@ import (
 	"strings"
 )
 
-// Decode parses one SyncML message. The input is checked by a token pass
-// first (size, DTD/entities, depth, element count, matching tags); only
-// then is the message built.
+// Decode parses one SyncML message. Every token is checked against the
+// wire limits (DTD/entities, depth, element count, matching tags) as it is
+// read, before the decoder acts on it; a message that crosses a limit
+// anywhere is refused for that limit, as if it had been checked whole
+// before decoding.
 func Decode(b []byte) (*Message, error) {
 	if len(b) > MaxBody {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(b), MaxBody)
 	}
-	if err := check(b); err != nil {
+	d := newDecoder(b)
+	m, err := d.message()
+	if err = d.finish(err); err != nil {
 		return nil, err
 	}
-	d := newDecoder(b)
+	return m, nil
+}
+
+func (d *decoder) message() (*Message, error) {
 	start, err := d.root()
 	if err != nil {
 		return nil, err
@@ -69,10 +76,15 @@ func DecodeCommands(b []byte) ([]Command, error) {
 	wrapped = append(wrapped, "<SyncBody>"...)
 	wrapped = append(wrapped, b...)
 	wrapped = append(wrapped, "</SyncBody>"...)
-	if err := check(wrapped); err != nil {
+	d := newDecoder(wrapped)
+	cmds, err := d.fragment()
+	if err = d.finish(err); err != nil {
 		return nil, err
 	}
-	d := newDecoder(wrapped)
+	return cmds, nil
+}
+
+func (d *decoder) fragment() ([]Command, error) {
 	start, err := d.root()
 	if err != nil {
 		return nil, err
@@ -90,62 +102,113 @@ func DecodeCommands(b []byte) ([]Command, error) {
 	return body.Commands, nil
 }
 
-// check is the token pass: it refuses DTDs (a DOCTYPE is how entity
-// expansion attacks start; SyncML over HTTP carries none), processing
-// instructions other than the XML declaration, nesting deeper than
-// MaxDepth, more than MaxElements elements, mismatched tags and anything
-// after the root element. RawToken allocates per token only, never per
-// depth, so a nesting bomb costs one pass over at most MaxBody bytes.
-func check(b []byte) error {
+// decoder builds the model from raw tokens, each checked against the
+// limits by token before the decoder sees it: one pass over the input.
+type decoder struct {
+	d *xml.Decoder
+	// The limits pass: the open elements, how many elements and root
+	// elements were read, and its first refusal (sticky).
+	stack           []xml.Name
+	elements, roots int
+	refused         error
+}
+
+func newDecoder(b []byte) *decoder {
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = true
-	var stack []string
-	elements, roots := 0, 0
-	for {
-		tok, err := d.RawToken()
-		if err == io.EOF {
+	return &decoder{d: d, stack: make([]xml.Name, 0, MaxDepth)}
+}
+
+// token returns the next raw token once it passed the limits: it refuses
+// DTDs (a DOCTYPE is how entity expansion attacks start; SyncML over HTTP
+// carries none), processing instructions other than the XML declaration,
+// nesting deeper than MaxDepth, more than MaxElements elements, mismatched
+// tags and anything after the root element; io.EOF only at the end of a
+// complete document. RawToken allocates per token only, never per depth,
+// so a nesting bomb costs one pass over at most MaxBody bytes.
+func (d *decoder) token() (xml.Token, error) {
+	if d.refused != nil {
+		return nil, d.refused
+	}
+	tok, err := d.limits()
+	if err != nil && err != io.EOF {
+		d.refused = err
+	}
+	return tok, err
+}
+
+// limits reads one raw token and checks it (token's checks).
+func (d *decoder) limits() (xml.Token, error) {
+	tok, err := d.d.RawToken()
+	if err == io.EOF {
+		if len(d.stack) != 0 || d.roots != 1 {
+			return nil, fmt.Errorf("%w: unterminated message", ErrMalformed)
+		}
+		return nil, io.EOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	switch t := tok.(type) {
+	case xml.StartElement:
+		if len(d.stack) == 0 {
+			d.roots++
+			if d.roots > 1 {
+				return nil, fmt.Errorf("%w: more than one root element", ErrMalformed)
+			}
+		}
+		d.elements++
+		if d.elements > MaxElements {
+			return nil, fmt.Errorf("%w: more than %d elements", ErrTooMany, MaxElements)
+		}
+		if len(d.stack) >= MaxDepth {
+			return nil, fmt.Errorf("%w: deeper than %d", ErrTooDeep, MaxDepth)
+		}
+		d.stack = append(d.stack, t.Name)
+	case xml.EndElement:
+		if len(d.stack) == 0 || d.stack[len(d.stack)-1] != t.Name {
+			return nil, fmt.Errorf("%w: unexpected end element %s", ErrMalformed, qname(t.Name))
+		}
+		d.stack = d.stack[:len(d.stack)-1]
+	case xml.Directive:
+		return nil, ErrDTD
+	case xml.ProcInst:
+		if t.Target != "xml" || d.elements > 0 {
+			return nil, fmt.Errorf("%w: processing instruction %q", ErrMalformed, t.Target)
+		}
+	case xml.CharData:
+		if len(d.stack) == 0 && len(bytes.TrimSpace(t)) > 0 {
+			return nil, fmt.Errorf("%w: text outside the root element", ErrMalformed)
+		}
+	}
+	return tok, nil
+}
+
+// next is token for the decoder inside the root element, where the end of
+// the input is an error.
+func (d *decoder) next() (xml.Token, error) {
+	tok, err := d.token()
+	if err == io.EOF {
+		return nil, fmt.Errorf("%w: unexpected end of the message", ErrMalformed)
+	}
+	return tok, err
+}
+
+// finish reads the rest of the input through the limits once decoding
+// ended with err: what follows the root element must be white space, and a
+// limit crossed after the point where decoding failed is still the reason
+// the message is refused (the limits pass speaks first, as if it had run
+// over the whole message before decoding).
+func (d *decoder) finish(err error) error {
+	for d.refused == nil {
+		if _, terr := d.token(); terr == io.EOF {
 			break
 		}
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if len(stack) == 0 {
-				roots++
-				if roots > 1 {
-					return fmt.Errorf("%w: more than one root element", ErrMalformed)
-				}
-			}
-			elements++
-			if elements > MaxElements {
-				return fmt.Errorf("%w: more than %d elements", ErrTooMany, MaxElements)
-			}
-			if len(stack) >= MaxDepth {
-				return fmt.Errorf("%w: deeper than %d", ErrTooDeep, MaxDepth)
-			}
-			stack = append(stack, qname(t.Name))
-		case xml.EndElement:
-			if len(stack) == 0 || stack[len(stack)-1] != qname(t.Name) {
-				return fmt.Errorf("%w: unexpected end element %s", ErrMalformed, qname(t.Name))
-			}
-			stack = stack[:len(stack)-1]
-		case xml.Directive:
-			return ErrDTD
-		case xml.ProcInst:
-			if t.Target != "xml" || elements > 0 {
-				return fmt.Errorf("%w: processing instruction %q", ErrMalformed, t.Target)
-			}
-		case xml.CharData:
-			if len(stack) == 0 && len(bytes.TrimSpace(t)) > 0 {
-				return fmt.Errorf("%w: text outside the root element", ErrMalformed)
-			}
-		}
 	}
-	if len(stack) != 0 || roots != 1 {
-		return fmt.Errorf("%w: unterminated message", ErrMalformed)
+	if d.refused != nil {
+		return d.refused
 	}
-	return nil
+	return err
 }
 
 func qname(n xml.Name) string {
@@ -155,23 +218,11 @@ func qname(n xml.Name) string {
 	return n.Space + ":" + n.Local
 }
 
-// decoder builds the model from raw tokens; the token pass has already
-// proven the document well formed and bounded.
-type decoder struct {
-	d *xml.Decoder
-}
-
-func newDecoder(b []byte) *decoder {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
-	return &decoder{d: d}
-}
-
 func (d *decoder) root() (xml.StartElement, error) {
 	for {
-		tok, err := d.d.RawToken()
+		tok, err := d.next()
 		if err != nil {
-			return xml.StartElement{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return xml.StartElement{}, err
 		}
 		if se, ok := tok.(xml.StartElement); ok {
 			return se, nil
@@ -183,9 +234,9 @@ func (d *decoder) root() (xml.StartElement, error) {
 // consume the child entirely. Text between children is ignored.
 func (d *decoder) children(start xml.StartElement, f func(xml.StartElement) error) error {
 	for {
-		tok, err := d.d.RawToken()
+		tok, err := d.next()
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
@@ -202,9 +253,9 @@ func (d *decoder) children(start xml.StartElement, f func(xml.StartElement) erro
 func (d *decoder) skip() error {
 	depth := 1
 	for depth > 0 {
-		tok, err := d.d.RawToken()
+		tok, err := d.next()
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return err
 		}
 		switch tok.(type) {
 		case xml.StartElement:
@@ -221,9 +272,9 @@ func (d *decoder) skip() error {
 func (d *decoder) text() (string, error) {
 	var sb strings.Builder
 	for {
-		tok, err := d.d.RawToken()
+		tok, err := d.next()
 		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+			return "", err
 		}
 		switch t := tok.(type) {
 		case xml.CharData:
@@ -420,9 +471,9 @@ func (d *decoder) itemData() (string, error) {
 	var sb strings.Builder
 	depth := 0
 	for {
-		tok, err := d.d.RawToken()
+		tok, err := d.next()
 		if err != nil {
-			return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+			return "", err
 		}
 		switch t := tok.(type) {
 		case xml.CharData:

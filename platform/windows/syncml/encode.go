@@ -135,7 +135,25 @@ func always(b *bytes.Buffer, name, v string) {
 }
 
 func escape(b *bytes.Buffer, s string) {
+	// Most values (CmdIDs, codes, LocURIs) are plain printable ASCII, which
+	// EscapeText writes unchanged: write them without its copy to []byte.
+	if plain(s) {
+		b.WriteString(s)
+		return
+	}
 	// EscapeText also escapes \n and \r as character references, so values
 	// survive XML's end-of-line normalisation.
 	_ = xml.EscapeText(b, []byte(s))
+}
+
+// plain reports whether s is printable ASCII without a character that
+// EscapeText escapes.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '&', c == '<', c == '>', c == '"', c == '\'':
+			return false
+		}
+	}
+	return true
 }

@@ -3,10 +3,12 @@
 // encoder that writes what the Windows DM client expects.
 //
 // Its promise: Decode never allocates beyond MaxBody bytes of input, refuses
-// DTDs and entity declarations, refuses nesting deeper than MaxDepth and
-// more than MaxElements elements before any structure is built, and keeps
-// the order of the commands in a SyncBody (the order is the protocol: the
-// device runs them in order, and Status elements refer to them by CmdID).
+// DTDs and entity declarations, nesting deeper than MaxDepth and more than
+// MaxElements elements, checking each token before the decoder acts on it
+// (a limit crossed anywhere in a message is the reason it is refused,
+// whatever else is wrong with it), and keeps the order of the commands in a
+// SyncBody (the order is the protocol: the device runs them in order, and
+// Status elements refer to them by CmdID).
 // Encode(Decode(b)) is a fixed point: Decode(Encode(m)) == m for every
 // message m whose strings are XML text.
 //
@@ -41,7 +43,8 @@ const (
 	ContentType = "application/vnd.syncml.dm+xml"
 )
 
-// Wire limits, checked before a message is decoded.
+// Wire limits: MaxBody before a message is read, the others on each token
+// before the decoder acts on it.
 const (
 	// MaxBody bounds one message in bytes. Windows advertises MaxMsgSize
 	// 65535 in its SyncHdr Meta by default (oma-dm-protocol-support); a
@@ -51,7 +54,7 @@ const (
 	// MaxDepth bounds element nesting. A real message nests SyncML >
 	// SyncBody > Atomic > Replace > Item > Meta > Format: 7 levels; Atomic
 	// may contain Sequence (RepPro §6.6.2), so 16 leaves room and stops a
-	// million-deep nesting bomb in the token pass.
+	// million-deep nesting bomb before it is decoded.
 	MaxDepth = 16
 	// MaxElements bounds the elements of one message (a Get of every
 	// DevDetail node is ~100).

@@ -2,6 +2,7 @@ package syncml
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -101,7 +102,7 @@ func TestEncodeNamespaces(t *testing.T) {
 }
 
 // TestRefused: what an attacker sends is refused with the named error,
-// before any structure is built.
+// wherever in the message the limit is crossed.
 func TestRefused(t *testing.T) {
 	pkg1 := string(mustRead(t, "pkg1-client-initiated.xml"))
 	nest := func(n int) string {
@@ -128,6 +129,11 @@ func TestRefused(t *testing.T) {
 		{"fail/status-inside-atomic", `<SyncML><SyncHdr/><SyncBody><Atomic><Status/></Atomic></SyncBody></SyncML>`, ErrMalformed},
 		{"fail/processing-instruction", `<SyncML><?php x?><SyncHdr/><SyncBody/></SyncML>`, ErrMalformed},
 		{"fail/truncated", pkg1[:len(pkg1)/2], ErrMalformed},
+		// Decoding stops at the unknown command; the limits still read the
+		// rest of the message, and the limit is the reason given.
+		{"fail/dtd-after-malformed-command", `<SyncML><SyncHdr/><SyncBody><Launch/></SyncBody></SyncML><!DOCTYPE x>`, ErrDTD},
+		{"fail/too-many-elements-after-malformed-command", `<SyncML><SyncHdr/><SyncBody><Launch/><Get>` + strings.Repeat("<NoResp/>", MaxElements) + `</Get></SyncBody></SyncML>`, ErrTooMany},
+		{"fail/text-after-root", `<SyncML><SyncHdr/><SyncBody/></SyncML>x`, ErrMalformed},
 		{"fail/empty", ``, ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,6 +148,19 @@ func TestRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestEscapePlain: the fast path of escape writes what EscapeText writes.
+func TestEscapePlain(t *testing.T) {
+	for c := range 256 {
+		s := "a" + string(rune(c)) + "b"
+		var got, want bytes.Buffer
+		escape(&got, s)
+		_ = xml.EscapeText(&want, []byte(s))
+		if got.String() != want.String() {
+			t.Fatalf("escape(%q) = %q, want %q", s, got.String(), want.String())
+		}
+	}
 }
 
 func TestDecodeCommands(t *testing.T) {

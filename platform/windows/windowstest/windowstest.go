@@ -11,16 +11,19 @@ import (
 	"time"
 
 	"github.com/custos-uem/custos/activation/activationtest"
+	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/errs"
 	"github.com/custos-uem/custos/platform/windows"
 	"github.com/custos-uem/custos/user/usertest"
 )
 
-// Stores is what the suite needs: the session store and what creates
-// devices.
+// Stores is what the suite needs: the session store, what creates
+// devices, and what stores the inventory and push tokens DeviceState reads.
 type Stores interface {
 	windows.SessionStore
 	activationtest.Enroller
+	device.PushStore
+	SaveReport(ctx context.Context, id string, info device.Info, software []device.App, now time.Time) error
 }
 
 // Run runs the suite; open returns empty stores for each call.
@@ -36,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) Stores) {
 		{"End", testEnd},
 		{"Sweep", testSweep},
 		{"ConcurrentUpdatesOneWins", testConcurrent},
+		{"DeviceState", testDeviceState},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -221,5 +225,38 @@ func testConcurrent(t *testing.T, s Stores) {
 	}
 	if ok != 1 {
 		t.Fatalf("%d updates won, want 1", ok)
+	}
+}
+
+// testDeviceState: the inventory and push token of the device asked for,
+// as Inventory and PushTokens return them; none for a device without them,
+// nor for an unknown one.
+func testDeviceState(t *testing.T, s Stores) {
+	ctx := context.Background()
+	a, b := devices(t, s)
+	for _, id := range []string{a, "no-such-device"} {
+		st, err := s.WindowsDeviceState(ctx, id)
+		if err != nil || !reflect.DeepEqual(st, &windows.DeviceState{}) {
+			t.Fatalf("state of %s without inventory or token: %+v, %v; want zero", id, st, err)
+		}
+	}
+	info := device.Info{Manufacturer: "Contoso", OSName: "Windows", Attributes: map[string]string{"dev_id": "hw-a"}}
+	if err := s.SaveReport(ctx, a, info, nil, t0); err != nil {
+		t.Fatal(err)
+	}
+	tok := device.PushToken{DeviceID: a, Provider: "wns", Token: "https://db5p.notify.windows.com/?token=a", UpdatedAt: t0.Add(time.Minute)}
+	if err := s.SetPushToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.WindowsDeviceState(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &windows.DeviceState{Reported: true, Info: info, ReportedAt: t0, Push: &tok}
+	if !reflect.DeepEqual(st, want) {
+		t.Fatalf("got %+v (push %+v), want %+v (push %+v)", st, st.Push, want, want.Push)
+	}
+	if st, err := s.WindowsDeviceState(ctx, b); err != nil || !reflect.DeepEqual(st, &windows.DeviceState{}) {
+		t.Fatalf("fail/other-devices-state: %+v, %v; want zero", st, err)
 	}
 }
