@@ -41,7 +41,8 @@ const (
 	sqliteMinReaders = 4
 	// postgresMaxConns bounds one process's share of the server's
 	// max_connections (100 by default), leaving room for several Core
-	// processes on one database.
+	// processes on one database. The grouped statements' pool
+	// (pgGroupConns) and the LISTEN connection come on top.
 	postgresMaxConns = 20
 	// postgresIdleTime closes pooled connections nobody used for a while.
 	postgresIdleTime = 5 * time.Minute
