@@ -169,10 +169,8 @@ func (db *DB) tripStatement(batch []*tripReq) ([]tripOut, error) {
 			isNext bool
 			n      int32
 		)
-		c := new(command.Command)
-		if err := rows.Scan(&isNext, &n, &c.ID, &c.DeviceID, &c.Type, &c.Priority, rawDest{&c.Payload}, &c.Status, &c.CreatedBy,
-			timeDest{&c.CreatedAt}, timeDest{&c.ExpiresAt}, nullTimeDest{&c.NotBefore}, &c.Deliveries,
-			nullTimeDest{&c.SentAt}, nullTimeDest{&c.CompletedAt}, &c.Message, rawDest{&c.Result}); err != nil {
+		c, err := scanCommand(prefixed{rows, []any{&isNext, &n}})
+		if err != nil {
 			return nil, err
 		}
 		if n < 0 || int(n) >= k {
@@ -194,3 +192,12 @@ func (db *DB) tripStatement(batch []*tripReq) ([]tripOut, error) {
 	}
 	return outs, nil
 }
+
+// prefixed scans a row whose first columns go to pre and the rest to the
+// destinations its caller gives (scanCommand's, after the group's own).
+type prefixed struct {
+	s   scanner
+	pre []any
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.s.Scan(append(p.pre, dest...)...) }
