@@ -317,16 +317,20 @@ func (db *DB) Due(ctx context.Context, deviceID string, now time.Time) (bool, er
 // apple.go, which shares one transaction between a result and the next
 // delivery).
 func (db *DB) nextIn(ctx context.Context, r runner, deviceID string, now time.Time) (*command.Command, error) {
+	return scanCommand(r.row(ctx, db.nextQuery(), deviceID, micros(now)))
+}
+
+// nextQuery is nextIn's statement: $1 the device, $2 the time.
+func (db *DB) nextQuery() string {
 	lock := ""
 	if db.backend == Postgres {
 		lock = ` FOR UPDATE SKIP LOCKED`
 	}
-	query := `UPDATE commands SET status = 'sent', deliveries = deliveries + 1, sent_at = $2, not_before = NULL
+	return `UPDATE commands SET status = 'sent', deliveries = deliveries + 1, sent_at = $2, not_before = NULL
 		WHERE id = (SELECT id FROM commands WHERE device_id = $1 AND status IN ` + openStatuses + `
 			AND (not_before IS NULL OR not_before <= $2) AND expires_at > $2
 			ORDER BY priority DESC, id LIMIT 1` + lock + `)
 		RETURNING ` + commandColumns
-	return scanCommand(r.row(ctx, query, deviceID, micros(now)))
 }
 
 // Complete implements command.Store. The result is recorded by a
@@ -351,23 +355,16 @@ func (db *DB) Complete(ctx context.Context, deviceID string, res command.Result,
 // completeIn is Complete's statements, run by r (Complete, and
 // CompleteAndNext in apple.go).
 func completeIn(ctx context.Context, r runner, op, deviceID string, res command.Result, now time.Time) (c *command.Command, duplicate bool, err error) {
-	var (
-		query string
-		args  []any
-	)
+	var args []any
 	switch res.Status {
 	case command.StatusNotNow:
-		query = `UPDATE commands SET status = 'not_now', message = $3, not_before = $4
-			WHERE id = $1 AND device_id = $2 AND status = 'sent' RETURNING ` + commandColumns
 		args = []any{res.CommandID, deviceID, res.Message, micros(now.Add(command.NotNowDelay))}
 	case command.StatusAcknowledged, command.StatusError:
-		query = `UPDATE commands SET status = $3, message = $4, result = $5, completed_at = $6, not_before = NULL
-			WHERE id = $1 AND device_id = $2 AND status IN ('sent', 'not_now') RETURNING ` + commandColumns
 		args = []any{res.CommandID, deviceID, string(res.Status), res.Message, nullJSON(res.Data), micros(now)}
 	default:
 		return nil, false, fmt.Errorf("sqlstore: %s: result status %q is not a result", op, res.Status)
 	}
-	c, err = scanCommand(r.row(ctx, query, args...))
+	c, err = scanCommand(r.row(ctx, completeQuery(res.Status), args...))
 	if !errors.Is(err, sql.ErrNoRows) {
 		return c, false, err
 	}
@@ -382,6 +379,32 @@ func completeIn(ctx context.Context, r runner, op, deviceID string, res command.
 		return c, true, nil
 	}
 	return nil, false, command.ErrUnknownCommand // pending: never delivered
+}
+
+// completeQuery is completeIn's statement for a result of status st: for a
+// NotNow $1 the command, $2 the device, $3 the message, $4 until when it
+// is held back; for an acknowledgment or an error $1 the command, $2 the
+// device, $3 the status, $4 the message, $5 the result, $6 the time.
+func completeQuery(st command.Status) string {
+	if st == command.StatusNotNow {
+		return `UPDATE commands SET status = 'not_now', message = $3, not_before = $4
+			WHERE id = $1 AND device_id = $2 AND ` + resultApplies("status", "'not_now'") + ` RETURNING ` + commandColumns
+	}
+	return `UPDATE commands SET status = $3, message = $4, result = $5, completed_at = $6, not_before = NULL
+		WHERE id = $1 AND device_id = $2 AND ` + resultApplies("status", "$3") + ` RETURNING ` + commandColumns
+}
+
+// resultApplies is the condition for recording a result whose status is
+// next (an SQL expression) on a command whose status is the column status:
+// the command was delivered, or a NotNow is followed by a final answer. It
+// is a CASE, not status IN ('sent', 'not_now'), on purpose: PostgreSQL
+// proves that the IN implies the predicate of the partial index
+// commands_due, and where its statistics say few commands are open it then
+// reads that whole index (every open command of the fleet) and joins,
+// instead of looking the one command up by its id. It does not see through
+// a CASE, so the id's primary key is the only index left to it.
+func resultApplies(status, next string) string {
+	return `CASE ` + status + ` WHEN 'sent' THEN true WHEN 'not_now' THEN ` + next + ` <> 'not_now' ELSE false END`
 }
 
 // commandErr wraps err for op, keeping the command package's errors as
@@ -448,18 +471,25 @@ func (db *DB) ListCommands(ctx context.Context, q command.Query) ([]*command.Com
 	return list(ctx, db.reader(), scanCommand, "list commands", query, f.args...)
 }
 
-// ExpireCommands implements command.Store. On PostgreSQL two Core
-// processes sweeping at once skip each other's rows instead of waiting.
+// ExpireCommands implements command.Store. The sweep reads the open
+// commands through commands_due (there is no index by expiry: see
+// migration 0018), once a minute. On PostgreSQL two Core processes
+// sweeping at once skip each other's rows instead of waiting, and the rows
+// chosen and locked are updated by their ids (ARRAY(…) is computed once):
+// written as id IN (…), the planner, believing few commands open, would
+// probe the chosen rows once per open command.
 func (db *DB) ExpireCommands(ctx context.Context, now time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	lock := ""
+	pick := `SELECT id FROM commands WHERE status IN ` + openStatuses + ` AND expires_at <= $1 ORDER BY expires_at LIMIT $2`
+	query := `UPDATE commands SET status = 'expired', completed_at = $1, not_before = NULL
+		WHERE status IN ` + openStatuses + ` AND id IN (` + pick + `)`
 	if db.backend == Postgres {
-		lock = ` FOR UPDATE SKIP LOCKED`
+		// The rows are locked open, so they are still open when updated.
+		query = `UPDATE commands SET status = 'expired', completed_at = $1, not_before = NULL
+			WHERE id = ANY(ARRAY(` + pick + ` FOR UPDATE SKIP LOCKED))`
 	}
-	n, err := db.exec(ctx, "expire commands", `UPDATE commands SET status = 'expired', completed_at = $1, not_before = NULL
-		WHERE status IN `+openStatuses+` AND id IN (SELECT id FROM commands WHERE status IN `+openStatuses+`
-			AND expires_at <= $1 ORDER BY expires_at LIMIT $2`+lock+`)`, micros(now), limit)
+	n, err := db.exec(ctx, "expire commands", query, micros(now), limit)
 	return int(n), err
 }

@@ -2,7 +2,11 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/custos-uem/custos/command"
@@ -76,4 +80,80 @@ func (db *DB) RunTripGroupForTest(trips []TripForTest) []TripOutcomeForTest {
 		outs[i] = TripOutcomeForTest{Done: o.done, Next: o.next, Alone: o.alone, Err: o.err}
 	}
 	return outs
+}
+
+// FillCommandsForTest inserts n lock commands in status st, spread over
+// devices, in one statement (PostgreSQL only).
+func (db *DB) FillCommandsForTest(ctx context.Context, devices []string, n int, st command.Status, now time.Time) error {
+	_, err := db.exec(ctx, "fill test commands", `INSERT INTO commands (id, device_id, type, priority, status, created_by, created_at, expires_at)
+		SELECT gen_random_uuid()::text, ($1::text[])[1 + g % cardinality($1::text[])], 'lock', 0, $2, 'test', $3, $4
+		FROM generate_series(1, $5::int) g`, devices, string(st), micros(now), micros(now.Add(24*time.Hour)), n)
+	return err
+}
+
+// AnalyzeCommandsForTest has PostgreSQL gather the commands table's
+// statistics now, as autovacuum would.
+func (db *DB) AnalyzeCommandsForTest(ctx context.Context) error {
+	_, err := db.exec(ctx, "analyze commands", `ANALYZE commands`)
+	return err
+}
+
+// CommandPlansForTest returns PostgreSQL's plans (EXPLAIN's JSON) of the
+// queue's statements about one device, planned as the Core plans them: the
+// round-trip group's statement generically on a group connection, the
+// lone result and delivery statements both generically and for their
+// values (PostgreSQL may use either for a prepared statement).
+func (db *DB) CommandPlansForTest(ctx context.Context, deviceID, commandID string) (map[string]string, error) {
+	plans := map[string]string{}
+	lit := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	now := strconv.FormatInt(micros(time.Now()), 10)
+	for _, p := range []struct {
+		name, types, query, args string
+		pool                     *sql.DB
+		modes                    []string
+	}{
+		{"group round trip", "int[], text[], text[], text[], text[], text[], bigint[], bigint[]", tripQuery,
+			"ARRAY[0], ARRAY[" + lit(deviceID) + "], ARRAY[" + lit(commandID) + "], ARRAY['acknowledged'], ARRAY[''], ARRAY[NULL]::text[], ARRAY[" + now + "], ARRAY[NULL]::bigint[]",
+			db.groups, []string{""}},
+		{"acknowledgment", "text, text, text, text, text, bigint", completeQuery(command.StatusAcknowledged),
+			lit(commandID) + ", " + lit(deviceID) + ", 'acknowledged', '', NULL, " + now,
+			db.w, []string{"force_generic_plan", "force_custom_plan"}},
+		{"NotNow", "text, text, text, bigint", completeQuery(command.StatusNotNow),
+			lit(commandID) + ", " + lit(deviceID) + ", '', " + now,
+			db.w, []string{"force_generic_plan", "force_custom_plan"}},
+		{"delivery", "text, bigint", db.nextQuery(), lit(deviceID) + ", " + now,
+			db.w, []string{"force_generic_plan", "force_custom_plan"}},
+	} {
+		err := func() error {
+			conn, err := p.pool.Conn(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if _, err := conn.ExecContext(ctx, "PREPARE plan_probe("+p.types+") AS "+p.query); err != nil {
+				return err
+			}
+			defer conn.ExecContext(ctx, "DEALLOCATE plan_probe")
+			for _, mode := range p.modes {
+				name := p.name
+				if mode != "" {
+					name += " (" + mode + ")"
+					if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = "+mode); err != nil {
+						return err
+					}
+					defer conn.ExecContext(ctx, "RESET plan_cache_mode")
+				}
+				var plan string
+				if err := conn.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) EXECUTE plan_probe("+p.args+")").Scan(&plan); err != nil {
+					return err
+				}
+				plans[name] = plan
+			}
+			return nil
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("plan of %s: %w", p.name, err)
+		}
+	}
+	return plans, nil
 }

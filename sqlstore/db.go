@@ -116,13 +116,22 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	// one per worker, with generic plans forced: each is always the same
 	// shape over arrays of any length, and PostgreSQL would otherwise plan
 	// it anew at every execution (custom plans), which costs more than
-	// running it.
+	// running it. A generic plan lives as long as its connection, and the
+	// one made while a table was small (a new installation) was a
+	// sequential scan and a hash join, kept while the table grew to
+	// millions of rows. Every grouped statement looks up at most
+	// maxPGGroup keys by index, so these connections are denied the plans
+	// that read whole tables or indexes: only nested loops over index
+	// lookups remain, whatever the statistics said when the plan was made.
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlstore: open postgres: %w", err), pool.Close())
 	}
 	q := u.Query()
 	q.Set("plan_cache_mode", "force_generic_plan")
+	for _, p := range []string{"enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin"} {
+		q.Set(p, "off")
+	}
 	u.RawQuery = q.Encode()
 	groups, err := sql.Open("pgx", u.String())
 	if err != nil {

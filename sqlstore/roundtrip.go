@@ -95,7 +95,7 @@ func (db *DB) runTrips(group []*tripReq) {
 // snapshot still shows it open; PostgreSQL's row lock would also pass over
 // a row this statement updated, but the order of a group must not rest on
 // that); next records those deliveries.
-const tripQuery = `WITH input AS (
+var tripQuery = `WITH input AS (
 		SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
 			AS i(n, device_id, command_id, status, message, result, now, not_before)
 	), done AS (
@@ -104,8 +104,7 @@ const tripQuery = `WITH input AS (
 			completed_at = CASE WHEN i.status = 'not_now' THEN c.completed_at ELSE i.now END,
 			not_before = i.not_before
 		FROM input i
-		WHERE c.id = i.command_id AND c.device_id = i.device_id
-			AND (c.status = 'sent' OR (c.status = 'not_now' AND i.status <> 'not_now'))
+		WHERE c.id = i.command_id AND c.device_id = i.device_id AND ` + resultApplies("c.status", "i.status") + `
 		RETURNING i.n, c.` + commandColumnsC + `
 	), pick AS (
 		SELECT i.n, p.id, i.now FROM input i CROSS JOIN LATERAL (

@@ -2,15 +2,18 @@ package sqlstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/command/commandtest"
+	"github.com/custos-uem/custos/id"
 	"github.com/custos-uem/custos/sqlstore"
 	"github.com/custos-uem/custos/sqlstore/sqltest"
 	"github.com/custos-uem/custos/user/usertest"
@@ -259,4 +262,95 @@ func needPostgres(t *testing.T) {
 		}
 		t.Skip(sqltest.EnvPostgres + " is not set")
 	}
+}
+
+// TestCommandPlansLookUpByIndex checks how PostgreSQL runs the queue's
+// per-device statements: every read of the commands table is an index
+// lookup, whatever the table's statistics say. A plan made on a new
+// installation (an empty table) or after statistics that found no open
+// command, then kept while the fleet's queue grew, once read the whole
+// table or every open command of the fleet for one device's round trip
+// (see migration 0018 and resultApplies).
+func TestCommandPlansLookUpByIndex(t *testing.T) {
+	needPostgres(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		fill func(t *testing.T, db *sqlstore.DB, devs []string)
+	}{
+		{"fail/NewInstallation", func(*testing.T, *sqlstore.DB, []string) {}},
+		{"fail/StatisticsFromBeforeAFleetCommand", func(t *testing.T, db *sqlstore.DB, devs []string) {
+			if err := db.FillCommandsForTest(ctx, devs, 20000, command.StatusAcknowledged, tripT0); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.AnalyzeCommandsForTest(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// A fleet-wide command queued after the statistics.
+			if err := db.FillCommandsForTest(ctx, devs, 20000, command.StatusPending, tripT0); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"ok/StatisticsOfAFleetCommand", func(t *testing.T, db *sqlstore.DB, devs []string) {
+			if err := db.FillCommandsForTest(ctx, devs, 20000, command.StatusPending, tripT0); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.AnalyzeCommandsForTest(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := sqltest.Open(t, "postgres")
+			devs, err := db.CreateDevicesForTest(ctx, usertest.CreateUser(t, db, "plans").ID, 200, tripT0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.fill(t, db, devs)
+			plans, err := db.CommandPlansForTest(ctx, devs[0], id.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plans) != 7 {
+				t.Fatalf("%d plans, want 7", len(plans))
+			}
+			for name, plan := range plans {
+				var doc []struct{ Plan planNode }
+				if err := json.Unmarshal([]byte(plan), &doc); err != nil || len(doc) != 1 {
+					t.Fatalf("%s: EXPLAIN gave %q: %v", name, plan, err)
+				}
+				if bad := doc[0].Plan.readsWithoutLookup("commands"); bad != "" {
+					t.Errorf("%s reads the commands table with a %s, want an index lookup; plan:\n%s", name, bad, plan)
+				}
+			}
+		})
+	}
+}
+
+// lookupCond is an index condition that finds one device's commands or
+// one command.
+var lookupCond = regexp.MustCompile(`\b(device_)?id = `)
+
+// planNode is a node of EXPLAIN (FORMAT JSON).
+type planNode struct {
+	NodeType  string     `json:"Node Type"`
+	Relation  string     `json:"Relation Name"`
+	IndexName string     `json:"Index Name"`
+	IndexCond string     `json:"Index Cond"`
+	Plans     []planNode `json:"Plans"`
+}
+
+// readsWithoutLookup describes the first node reading table other than by
+// an index condition on one device or one command, or is empty.
+func (n planNode) readsWithoutLookup(table string) string {
+	if n.Relation == table && n.NodeType != "ModifyTable" &&
+		(n.NodeType != "Index Scan" && n.NodeType != "Index Only Scan" || !lookupCond.MatchString(n.IndexCond)) {
+		return fmt.Sprintf("%s %s (index condition %q)", n.NodeType, n.IndexName, n.IndexCond)
+	}
+	for _, c := range n.Plans {
+		if bad := c.readsWithoutLookup(table); bad != "" {
+			return bad
+		}
+	}
+	return ""
 }
