@@ -295,7 +295,7 @@ func runAppleFleet(b *testing.B, f *appleFleet, key crypto.Signer) {
 		first.CompareAndSwap(nil, &msg)
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0, busy0 := time.Now(), cpuTime(), machineBusy()
 	for i, d := range f.devs {
 		wg.Add(1)
 		go func() {
@@ -323,12 +323,19 @@ func runAppleFleet(b *testing.B, f *appleFleet, key crypto.Signer) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu, busy := time.Since(start), cpuTime()-cpu0, machineBusy()-busy0
 	b.StopTimer()
 	if fails.Load() > 0 {
 		b.Fatalf("%d devices failed; first: %s", fails.Load(), *first.Load())
 	}
-	b.ReportMetric(float64(trips.Load())/elapsed.Seconds(), "roundtrips/s")
+	n := float64(trips.Load())
+	b.ReportMetric(n/elapsed.Seconds(), "roundtrips/s")
+	// Where a round trip's time goes: this process (the server and the
+	// emulated devices) and everything else (the database server).
+	b.ReportMetric(cpu.Seconds()*1e6/n, "µs-cpu-here/op")
+	if busy > 0 {
+		b.ReportMetric(max(0, (busy-cpu).Seconds())*1e6/n, "µs-cpu-elsewhere/op")
+	}
 }
 
 // testCA is a CA for NanoMDM's devices.
