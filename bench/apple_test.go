@@ -330,8 +330,9 @@ func runAppleFleet(b *testing.B, f *appleFleet, key crypto.Signer) {
 	}
 	n := float64(trips.Load())
 	b.ReportMetric(n/elapsed.Seconds(), "roundtrips/s")
-	// Where a round trip's time goes: this process (the server and the
-	// emulated devices) and everything else (the database server).
+	// Where a round trip's time goes: this process (the emulated devices,
+	// and the Core in its run) and every other process of the machine (the
+	// database server, and NanoMDM in its run).
 	b.ReportMetric(cpu.Seconds()*1e6/n, "µs-cpu-here/op")
 	if busy > 0 {
 		b.ReportMetric(max(0, (busy-cpu).Seconds())*1e6/n, "µs-cpu-elsewhere/op")
