@@ -48,7 +48,10 @@
 // trip and one commit per group instead of four round trips per call; each
 // caller still gets exactly what its lone call would have returned, and
 // what a group cannot decide (a duplicate or unknown result, a failed
-// statement) runs alone.
+// statement) runs alone. The queue's statements about one device find its
+// commands by index whatever the server's statistics say (see
+// resultApplies and the group connections in openPostgres): a device's
+// round trip never reads the rest of the fleet's queue.
 //
 // Statements are prepared once per connection and reused.
 package sqlstore
