@@ -84,7 +84,12 @@ func (e *env) start() {
 	e.t.Helper()
 	cfg := core.Config{
 		DataDir: e.dir, Database: e.dsn, Listen: "127.0.0.1:0", ActivationRate: -1,
-		ReadHeaderTimeout: 300 * time.Millisecond,
+		// Short, so that fail/slow-client-cut-off sees a client cut off
+		// well within its 5 s; not shorter, because net/http also bounds
+		// the TLS handshake by it, and a 300 ms bound failed handshakes
+		// (the client saw EOF) when the race detector and a loaded
+		// machine slowed them.
+		ReadHeaderTimeout: 2 * time.Second,
 		MetricsListen:     "127.0.0.1:0",
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:               e.clock.Now,
