@@ -302,11 +302,14 @@ func (db *DB) Next(ctx context.Context, deviceID string, now time.Time) (*comman
 	return c, nil
 }
 
+// dueQuery is Due's statement: $1 the device, $2 the time.
+const dueQuery = `SELECT EXISTS (SELECT 1 FROM commands WHERE device_id = $1 AND status IN ` + openStatuses + `
+	AND (not_before IS NULL OR not_before <= $2) AND expires_at > $2)`
+
 // Due implements command.Store with Next's conditions and no delivery.
 func (db *DB) Due(ctx context.Context, deviceID string, now time.Time) (bool, error) {
 	var due bool
-	err := db.reader().row(ctx, `SELECT EXISTS (SELECT 1 FROM commands WHERE device_id = $1 AND status IN `+openStatuses+`
-		AND (not_before IS NULL OR not_before <= $2) AND expires_at > $2)`, deviceID, micros(now)).Scan(&due)
+	err := db.reader().row(ctx, dueQuery, deviceID, micros(now)).Scan(&due)
 	if err != nil {
 		return false, dbErr("due commands of device "+deviceID, err)
 	}
@@ -416,13 +419,16 @@ func commandErr(op string, err error) error {
 	return dbErr(op, err)
 }
 
+// cancelQuery is Cancel's statement: $1 the command, $2 the time.
+const cancelQuery = `UPDATE commands SET status = 'cancelled', completed_at = $2, not_before = NULL
+	WHERE id = $1 AND status IN ` + openStatuses + ` RETURNING ` + commandColumns
+
 // Cancel implements command.Store.
 func (db *DB) Cancel(ctx context.Context, id string, now time.Time) (*command.Command, error) {
 	op := "cancel command " + id
 	var c *command.Command
 	err := db.write(ctx, func(ctx context.Context, r runner) (err error) {
-		c, err = scanCommand(r.row(ctx, `UPDATE commands SET status = 'cancelled', completed_at = $2, not_before = NULL
-			WHERE id = $1 AND status IN `+openStatuses+` RETURNING `+commandColumns, id, micros(now)))
+		c, err = scanCommand(r.row(ctx, cancelQuery, id, micros(now)))
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}

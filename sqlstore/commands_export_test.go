@@ -101,8 +101,9 @@ func (db *DB) AnalyzeCommandsForTest(ctx context.Context) error {
 // CommandPlansForTest returns PostgreSQL's plans (EXPLAIN's JSON) of the
 // queue's statements about one device, planned as the Core plans them: the
 // round-trip group's statement generically on a group connection, the
-// lone result and delivery statements both generically and for their
-// values (PostgreSQL may use either for a prepared statement).
+// lone statements (result, delivery, due check, cancel) both generically
+// and for their values (PostgreSQL may use either for a prepared
+// statement).
 func (db *DB) CommandPlansForTest(ctx context.Context, deviceID, commandID string) (map[string]string, error) {
 	plans := map[string]string{}
 	lit := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -122,6 +123,10 @@ func (db *DB) CommandPlansForTest(ctx context.Context, deviceID, commandID strin
 			lit(commandID) + ", " + lit(deviceID) + ", '', " + now,
 			db.w, []string{"force_generic_plan", "force_custom_plan"}},
 		{"delivery", "text, bigint", db.nextQuery(), lit(deviceID) + ", " + now,
+			db.w, []string{"force_generic_plan", "force_custom_plan"}},
+		{"due check", "text, bigint", dueQuery, lit(deviceID) + ", " + now,
+			db.w, []string{"force_generic_plan", "force_custom_plan"}},
+		{"cancel", "text, bigint", cancelQuery, lit(commandID) + ", " + now,
 			db.w, []string{"force_generic_plan", "force_custom_plan"}},
 	} {
 		err := func() error {

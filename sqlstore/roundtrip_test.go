@@ -311,8 +311,8 @@ func TestCommandPlansLookUpByIndex(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(plans) != 7 {
-				t.Fatalf("%d plans, want 7", len(plans))
+			if len(plans) != 11 {
+				t.Fatalf("%d plans, want 11", len(plans))
 			}
 			for name, plan := range plans {
 				var doc []struct{ Plan planNode }
