@@ -489,13 +489,12 @@ func (db *DB) ExpireCommands(ctx context.Context, now time.Time, limit int) (int
 		return 0, nil
 	}
 	pick := `SELECT id FROM commands WHERE status IN ` + openStatuses + ` AND expires_at <= $1 ORDER BY expires_at LIMIT $2`
-	query := `UPDATE commands SET status = 'expired', completed_at = $1, not_before = NULL
-		WHERE status IN ` + openStatuses + ` AND id IN (` + pick + `)`
+	rows := `status IN ` + openStatuses + ` AND id IN (` + pick + `)`
 	if db.backend == Postgres {
 		// The rows are locked open, so they are still open when updated.
-		query = `UPDATE commands SET status = 'expired', completed_at = $1, not_before = NULL
-			WHERE id = ANY(ARRAY(` + pick + ` FOR UPDATE SKIP LOCKED))`
+		rows = `id = ANY(ARRAY(` + pick + ` FOR UPDATE SKIP LOCKED))`
 	}
-	n, err := db.exec(ctx, "expire commands", query, micros(now), limit)
+	n, err := db.exec(ctx, "expire commands", `UPDATE commands SET status = 'expired', completed_at = $1, not_before = NULL
+		WHERE `+rows, micros(now), limit)
 	return int(n), err
 }
