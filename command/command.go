@@ -31,6 +31,9 @@
 //   - Cancel: a cancelled command is never delivered after the cancel
 //     committed; a cancelled command that had already been delivered keeps
 //     its state "cancelled" even if its result arrives later.
+//   - History: a final command and its result are kept for the Service's
+//     Retention from its creation, then pruned; an open command is never
+//     pruned, whatever its age.
 package command
 
 import (
@@ -211,6 +214,10 @@ type Store interface {
 	// ExpireCommands marks open commands whose ExpiresAt ≤ now expired, at
 	// most limit of them, and returns how many.
 	ExpireCommands(ctx context.Context, now time.Time, limit int) (int, error)
+	// PruneCommands deletes final commands created before before, at most
+	// limit of them, and returns how many. Open commands are kept whatever
+	// their age.
+	PruneCommands(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // NewCommand is what an administrator (or the system) asks for; Service.Send

@@ -32,12 +32,16 @@ type Service struct {
 	// it is stored; Next opens it for the device. Every other read (the
 	// operator API) sees the sealed text, which the API shows as "***".
 	Box *secret.Box
+	// Retention is how long a final command is kept, from its creation,
+	// before Prune deletes it; zero or negative keeps every command.
+	Retention time.Duration
 }
 
-// expireBatch bounds the commands one ExpireCommands call marks, so that
-// a sweep after a long outage is many short transactions, not one long one
-// holding SQLite's writer.
-const expireBatch = 1000
+// sweepBatch bounds the commands one ExpireCommands or PruneCommands call
+// changes, so that a sweep after a long outage (or the first prune of a
+// long history) is many short transactions, not one long one holding
+// SQLite's writer.
+const sweepBatch = 1000
 
 // now returns the time as stores keep it: UTC, whole microseconds, so the
 // commands Send returns equal the stored ones.
@@ -431,18 +435,42 @@ func (s *Service) List(ctx context.Context, q Query) ([]*Command, error) {
 	return cs, nil
 }
 
+// Prune deletes the final commands created more than Retention ago, in
+// batches, and returns how many it deleted; with no Retention it deletes
+// nothing. Several Core processes may prune at once.
+func (s *Service) Prune(ctx context.Context) (int, error) {
+	if s.Retention <= 0 {
+		return 0, nil
+	}
+	before := s.now().Add(-s.Retention)
+	total := 0
+	for {
+		n, err := s.Store.PruneCommands(ctx, before, sweepBatch)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("command: prune: %w", err)
+		}
+		if n < sweepBatch {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
+
 // Expire marks every open command past its ExpiresAt expired, in batches,
 // and returns how many it marked. Several Core processes may sweep at once.
 func (s *Service) Expire(ctx context.Context) (int, error) {
 	now := s.now()
 	total := 0
 	for {
-		n, err := s.Store.ExpireCommands(ctx, now, expireBatch)
+		n, err := s.Store.ExpireCommands(ctx, now, sweepBatch)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("command: expire: %w", err)
 		}
-		if n < expireBatch {
+		if n < sweepBatch {
 			return total, nil
 		}
 		if err := ctx.Err(); err != nil {

@@ -426,6 +426,42 @@ func TestExpireSweepsEveryExpiredCommandInBatches(t *testing.T) {
 	})
 }
 
+func TestPruneDeletesOldFinalCommandsInBatches(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		const old = 2500 // more than two of the service's batches
+		ctx := context.Background()
+		s, db, _ := service(t, backend)
+		d := commandtest.EnrolledDevice(t, db)
+		cmds := make([]*command.Command, old+1)
+		for i := range cmds {
+			cmds[i] = commandtest.New(d.ID, command.DeviceInfo, 20, t0)
+			cmds[i].ExpiresAt = t0.Add(time.Minute)
+		}
+		cmds[old].CreatedAt, cmds[old].ExpiresAt = t0.Add(time.Hour), t0.Add(2*time.Hour) // recent, still open
+		commandtest.Enqueue(t, db, cmds...)
+		s.Now = func() time.Time { return t0.Add(10 * time.Minute) }
+		if n, err := s.Expire(ctx); err != nil || n != old {
+			t.Fatalf("Expire = %d, %v; want %d", n, err, old)
+		}
+		s.Now = func() time.Time { return t0.Add(30 * 24 * time.Hour) }
+		if n, err := s.Prune(ctx); n != 0 || err != nil {
+			t.Fatalf("Prune without a retention = %d, %v; want 0, nothing deleted", n, err)
+		}
+		s.Retention = 7 * 24 * time.Hour
+		if n, err := s.Prune(ctx); err != nil || n != old {
+			t.Fatalf("Prune = %d, %v; want %d", n, err, old)
+		}
+		all, err := s.List(ctx, command.Query{})
+		storetest.WantErr(t, "List", err, nil)
+		if len(all) != 1 || all[0].ID != cmds[old].ID {
+			t.Fatalf("after Prune: %d commands, want only the open one", len(all))
+		}
+		if n, err := s.Prune(ctx); n != 0 || err != nil {
+			t.Fatalf("second Prune = %d, %v; want 0", n, err)
+		}
+	})
+}
+
 // TestSetPasswordSealedAtRest: with a Box, the stored payload of a
 // set_password command holds only the sealed password; the device gets
 // the password itself when the command is delivered.

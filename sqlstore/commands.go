@@ -477,6 +477,25 @@ func (db *DB) ListCommands(ctx context.Context, q command.Query) ([]*command.Com
 	return list(ctx, db.reader(), scanCommand, "list commands", query, f.args...)
 }
 
+// PruneCommands implements command.Store. A batch walks the primary key
+// from the oldest id (ids are UUIDv7, so in creation order), keeping its
+// statements short; its rows are final, so no device's round trip waits
+// on them.
+func (db *DB) PruneCommands(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	pick := `SELECT id FROM commands WHERE status IN ` + finalStatuses + ` AND created_at < $1 ORDER BY id LIMIT $2`
+	rows := `id IN (` + pick + `)`
+	if db.backend == Postgres {
+		// As in ExpireCommands: the chosen rows are deleted by their ids,
+		// and two Cores pruning at once skip each other's.
+		rows = `id = ANY(ARRAY(` + pick + ` FOR UPDATE SKIP LOCKED))`
+	}
+	n, err := db.exec(ctx, "prune commands", `DELETE FROM commands WHERE `+rows, micros(before), limit)
+	return int(n), err
+}
+
 // ExpireCommands implements command.Store. The sweep reads the open
 // commands through commands_due (there is no index by expiry: see
 // migration 0018), once a minute. On PostgreSQL two Core processes

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(*testing.T) Fixture) {
 		{Name: "CancelledCommandIsNeverDelivered", Fn: testCancelled},
 		{Name: "CancelOfFinalOrUnknownCommandFails", Fn: testCancelRefused},
 		{Name: "ExpiredCommandIsNeverDeliveredAndSwept", Fn: testExpired},
+		{Name: "PruneDeletesOnlyFinalCommandsCreatedBefore", Fn: testPrune},
 		{Name: "ListCommandsFiltersOpenFinalAndPages", Fn: testList},
 		{Name: "ListCommandsCapsLimitAtMaxPage", Fn: testListCap},
 		{Name: "ConcurrentNextRecordsEveryDelivery", Fn: testNextConcurrent},
@@ -556,6 +557,69 @@ func testExpired(t *testing.T, f Fixture) {
 	wantCommand(t, f, long)
 	// A late result for the expired delivered command changes nothing.
 	complete(t, f, d.ID, command.Result{CommandID: sent.ID, Status: command.StatusAcknowledged}, sweep, sent, true)
+}
+
+func testPrune(t *testing.T, f Fixture) {
+	ctx := context.Background()
+	d := EnrolledDevice(t, f)
+	// Old commands (created at T0) in every state, delivered in priority
+	// order; the expired one is never delivered.
+	acked, failed, notNow, sent := New(d.ID, command.Lock, 90, T0), New(d.ID, command.Restart, 80, T0),
+		New(d.ID, command.DeviceInfo, 70, T0), New(d.ID, command.InstalledApps, 60, T0)
+	pending, cancelled, expired := New(d.ID, command.Lock, 10, T0), New(d.ID, command.Lock, 10, T0), New(d.ID, command.Lock, 5, T0)
+	expired.ExpiresAt = T0.Add(30 * time.Minute)
+	Enqueue(t, f, acked, failed, notNow, sent, pending, cancelled, expired)
+	for _, step := range []struct {
+		c   *command.Command
+		res command.Status // "" leaves it sent
+	}{{acked, command.StatusAcknowledged}, {failed, command.StatusError}, {notNow, command.StatusNotNow}, {sent, ""}} {
+		got, err := f.Next(ctx, d.ID, T0)
+		if err != nil || got.ID != step.c.ID {
+			t.Fatalf("Next = %v, %v; want %s", got, err, step.c.ID)
+		}
+		if step.res != "" {
+			if _, _, err := f.Complete(ctx, d.ID, command.Result{CommandID: step.c.ID, Status: step.res}, T0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := f.Cancel(ctx, cancelled.ID, T0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.ExpireCommands(ctx, T0.Add(time.Hour), 10); err != nil || n != 1 {
+		t.Fatalf("ExpireCommands = %d, %v; want 1", n, err)
+	}
+	// A recent final command.
+	later := T0.Add(2 * time.Hour)
+	recent := New(d.ID, command.Lock, 95, later)
+	Enqueue(t, f, recent)
+	next(t, f, recent, later)
+	if _, _, err := f.Complete(ctx, d.ID, command.Result{CommandID: recent.ID, Status: command.StatusAcknowledged}, later); err != nil {
+		t.Fatal(err)
+	}
+
+	// The prune honours its limit and deletes the four old final ones.
+	for _, want := range []int{3, 1, 0} {
+		n, err := f.PruneCommands(ctx, T0.Add(time.Hour), 3)
+		if err != nil || n != want {
+			t.Fatalf("PruneCommands = %d, %v; want %d", n, err, want)
+		}
+	}
+	for _, c := range []*command.Command{acked, failed, cancelled, expired} {
+		if _, err := f.Command(ctx, c.ID); !errors.Is(err, command.ErrNotFound) {
+			t.Fatalf("pruned %s command: %v, want ErrNotFound", c.Type, err)
+		}
+	}
+	for c, want := range map[*command.Command]command.Status{notNow: command.StatusNotNow, sent: command.StatusSent,
+		pending: command.StatusPending, recent: command.StatusAcknowledged} {
+		got, err := f.Command(ctx, c.ID)
+		if err != nil || got.Status != want {
+			t.Fatalf("kept command %s: %+v, %v; want it %s", c.ID, got, err, want)
+		}
+	}
+	if n, err := f.PruneCommands(ctx, later.Add(time.Hour), 0); err != nil || n != 0 {
+		t.Fatalf("PruneCommands with limit 0 = %d, %v; want 0, nothing deleted", n, err)
+	}
 }
 
 func testList(t *testing.T, f Fixture) {
