@@ -136,6 +136,12 @@ type Config struct {
 	// defaults; negative disables the job.
 	ComplianceInterval time.Duration
 	ExpiryInterval     time.Duration
+	// CommandRetention is how long final commands and their results are
+	// kept, from their creation; an hourly job, once across all Core
+	// processes, deletes older ones. Zero takes DefaultCommandRetention;
+	// negative keeps every command; a positive value must be at least
+	// MinCommandRetention.
+	CommandRetention time.Duration
 
 	Logger *slog.Logger
 	// Stdout receives the start-up banner (addresses, admin token); nil

@@ -22,6 +22,12 @@ const (
 	// DefaultWebSessionSweep is how often expired console and Self-Service
 	// sessions and stale sign-in failures are deleted.
 	DefaultWebSessionSweep = 10 * time.Minute
+	// DefaultCommandRetention keeps a command's history as long as a
+	// command may live (command.MaxTTL); MinCommandRetention leaves an
+	// administrator a day to read a result.
+	DefaultCommandRetention = command.MaxTTL
+	MinCommandRetention     = 24 * time.Hour
+	commandPruneInterval    = time.Hour
 )
 
 // startServices builds the command queue, policies, compliance and the
@@ -47,7 +53,11 @@ func (m *Main) startServices(ctx context.Context) error {
 	m.Notifier = &notify.Notifier{Tokens: m.DB, Sender: sender, Bus: m.DB, Log: cfg.Logger}
 	ready := m.Notifier.Start(ctx, m.ProcessID, m.Registry)
 
-	m.Commands = &command.Service{Store: m.DB, Notify: m.Notifier.Notify, Now: cfg.Now, Box: m.box}
+	retention := interval(cfg.CommandRetention, DefaultCommandRetention)
+	if retention > 0 && retention < MinCommandRetention {
+		return fmt.Errorf("command retention %v: keep commands at least %v, or a negative value to keep them all", retention, MinCommandRetention)
+	}
+	m.Commands = &command.Service{Store: m.DB, Notify: m.Notifier.Notify, Now: cfg.Now, Box: m.box, Retention: retention}
 	m.Policies = &policy.Service{Store: m.DB, Changed: m.configChanged, Now: cfg.Now, Box: m.box}
 	m.Compliance = &compliance.Engine{Store: m.DB, Devices: m.DB, Profile: m.complianceProfile,
 		Commands: m.Commands, Remove: m.Devices.Remove, Now: cfg.Now, Logger: cfg.Logger}
@@ -84,6 +94,9 @@ func (m *Main) startServices(ctx context.Context) error {
 		{name: "command-expiry", every: interval(cfg.ExpiryInterval, DefaultExpiryInterval), run: m.Commands.Expire},
 		{name: "web-sessions", every: DefaultWebSessionSweep, run: m.Sessions.Sweep},
 		{name: "windows-sessions", every: DefaultWebSessionSweep, run: m.sweepWindowsSessions},
+	}
+	if retention > 0 {
+		jobs = append(jobs, job{name: "command-history", every: commandPruneInterval, run: m.Commands.Prune})
 	}
 	if m.Directory != nil && cfg.Directory.SyncInterval >= 0 {
 		jobs = append(jobs, job{name: "directory-sync", every: m.Directory.Period(), run: m.directoryJob})

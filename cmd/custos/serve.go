@@ -33,6 +33,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.ActivationRate, "activation-rate", 0, "activation requests allowed per second per client address, burst 4× (default 10; negative: no limit)")
 	fs.DurationVar(&cfg.ComplianceInterval, "compliance-interval", core.DefaultComplianceInterval, "how often every device is checked against its compliance profile, once across all Cores sharing the database (negative: never; devices are still checked when they report)")
 	fs.DurationVar(&cfg.ExpiryInterval, "expiry-interval", core.DefaultExpiryInterval, "how often expired commands are swept, once across all Cores sharing the database (negative: never; an expired command is still never delivered)")
+	fs.DurationVar(&cfg.CommandRetention, "command-retention", core.DefaultCommandRetention, "how long finished commands and their results are kept from their creation (at least 24h; negative: forever); older ones are deleted hourly")
 	pushFlags(fs, &cfg.Push)
 	fs.StringVar(&cfg.WindowsEnroll.AuthPolicy, "windows-auth-policy", "OnPremise", "how Windows devices authenticate to enroll: OnPremise (email and activation password) or Federated (the Core's sign-in page)")
 	fs.StringVar(&cfg.WindowsEnroll.WNSPackageFamilyName, "windows-wns-pfn", "", "package family name of the Store app registered for WNS, provisioned to enrolled Windows devices for push (empty: polling only)")
