@@ -253,11 +253,13 @@ func (a *API) cancelCommand(c *call) error {
 	return c.reply(http.StatusOK, redactCommand(cmd))
 }
 
-// redactCommand hides the secret of a set_password command: the device
-// needs the password, an administrator reading the queue does not. A copy
-// is returned; the stored command is unchanged.
+// redactCommand hides the secrets of a command's payload (a set_password
+// command's password, a lock's PIN; command.SecretMembers): the device
+// needs them, an administrator reading the queue does not. A copy is
+// returned; the stored command is unchanged.
 func redactCommand(cmd *command.Command) *command.Command {
-	if cmd.Type != command.SetPassword || len(cmd.Payload) == 0 {
+	secrets := command.SecretMembers(cmd.Type)
+	if len(secrets) == 0 || len(cmd.Payload) == 0 {
 		return cmd
 	}
 	var p map[string]any
@@ -266,8 +268,10 @@ func redactCommand(cmd *command.Command) *command.Command {
 		out.Payload = json.RawMessage(`{}`)
 		return &out
 	}
-	if _, ok := p["password"]; ok {
-		p["password"] = policy.RedactedSecret
+	for _, name := range secrets {
+		if _, ok := p[name]; ok {
+			p[name] = policy.RedactedSecret
+		}
 	}
 	b, _ := json.Marshal(p)
 	out := *cmd

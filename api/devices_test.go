@@ -443,26 +443,36 @@ func TestCommandsPoliciesAndScope(t *testing.T) {
 	})
 }
 
-// TestSetPasswordRedactedInEveryRead: the device gets the password of a
-// set_password command; the answer to the administrator who sent it, the
-// command read back and the device's queue show "***".
-func TestSetPasswordRedactedInEveryRead(t *testing.T) {
-	each(t, func(t *testing.T, e *apitest.Env, c *client) {
-		_, dev := enrolled(t, e, c, "dora")
-		const secret = "Tr0ub4dor&3"
-		sent := c.must(201, "POST", api.Prefix+"/devices/"+dev+"/commands", map[string]any{"type": "set_password", "payload": map[string]any{"password": secret}})
-		got := c.must(200, "GET", api.Prefix+"/commands/"+sent.str("id"), nil)
-		list := c.must(200, "GET", api.Prefix+"/devices/"+dev+"/commands", nil)
-		for what, r := range map[string]*resp{"send": sent, "get": got, "queue": list} {
-			if strings.Contains(string(r.Raw), secret) || !strings.Contains(string(r.Raw), `"***"`) {
-				t.Errorf("%s shows %s", what, r.Raw)
-			}
-		}
-		// The device still gets the real password.
-		next, err := e.Commands.Next(context.Background(), dev)
-		var p struct{ Password string }
-		if err != nil || json.Unmarshal(next.Payload, &p) != nil || p.Password != secret {
-			t.Fatalf("the device's command: %v, %v", next, err)
-		}
-	})
+// TestCommandSecretsRedactedInEveryRead: the device gets the password of
+// a set_password command and the Find My PIN of a lock or an erase; the
+// answer to the administrator who sent it, the command read back and the
+// device's queue show "***".
+func TestCommandSecretsRedactedInEveryRead(t *testing.T) {
+	for _, tc := range []struct {
+		typ, member, secret string
+	}{
+		{"set_password", "password", "Tr0ub4dor&3"},
+		{"lock", "pin", "271828"},
+		{"wipe_device", "pin", "161803"},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			each(t, func(t *testing.T, e *apitest.Env, c *client) {
+				_, dev := enrolled(t, e, c, "dora")
+				sent := c.must(201, "POST", api.Prefix+"/devices/"+dev+"/commands", map[string]any{"type": tc.typ, "payload": map[string]any{tc.member: tc.secret}})
+				got := c.must(200, "GET", api.Prefix+"/commands/"+sent.str("id"), nil)
+				list := c.must(200, "GET", api.Prefix+"/devices/"+dev+"/commands", nil)
+				for what, r := range map[string]*resp{"send": sent, "get": got, "queue": list} {
+					if strings.Contains(string(r.Raw), tc.secret) || !strings.Contains(string(r.Raw), `"***"`) {
+						t.Errorf("%s shows %s", what, r.Raw)
+					}
+				}
+				// The device still gets the real secret.
+				next, err := e.Commands.Next(context.Background(), dev)
+				var p map[string]string
+				if err != nil || json.Unmarshal(next.Payload, &p) != nil || p[tc.member] != tc.secret {
+					t.Fatalf("the device's command: %v, %v", next, err)
+				}
+			})
+		})
+	}
 }

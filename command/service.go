@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -75,6 +77,10 @@ type field struct {
 	// member is any JSON value but null (a raw command's body).
 	min, max int
 	url      bool // an https URL
+	digits   bool // ASCII digits only
+	// secret members are sealed at rest when the Service has a Box,
+	// opened only for the device, and redacted in every other read.
+	secret bool
 }
 
 // Payload limits.
@@ -91,11 +97,11 @@ const (
 // payloads lists the members each type's payload may have; a type absent
 // here is unknown, and a type with no members takes no payload.
 var payloads = map[Type]map[string]field{
-	Lock:          {"message": {max: MaxMessageText}, "phone_number": {max: MaxPhoneNumber}},
+	Lock:          {"message": {max: MaxMessageText}, "phone_number": {max: MaxPhoneNumber}, "pin": findMyPIN},
 	ClearPasscode: {},
-	SetPassword:   {"password": {required: true, min: MinPassword, max: MaxPassword}},
+	SetPassword:   {"password": {required: true, min: MinPassword, max: MaxPassword, secret: true}},
 	WipeWork:      {},
-	WipeDevice:    {},
+	WipeDevice:    {"pin": findMyPIN},
 	Restart:       {},
 	DeviceInfo:    {},
 	InstalledApps: {},
@@ -104,6 +110,27 @@ var payloads = map[Type]map[string]field{
 	SyncConfig:    {},
 	Message:       {"text": {required: true, min: 1, max: MaxMessageText}},
 	Raw:           {"platform": {required: true, min: 1, max: MaxPlatform}, "body": {required: true}},
+}
+
+// findMyPIN is the PIN a Mac asks for after a remote lock or erase
+// (Apple, DeviceLockCommand.Command.PIN and EraseDeviceCommand.Command.PIN:
+// "the six-character PIN for Find My", macOS only; other platforms ignore
+// it). The administrator chooses it, so it is the only way to unlock the
+// Mac again: it is a secret.
+var findMyPIN = field{min: 6, max: 6, digits: true, secret: true}
+
+// SecretMembers returns the payload members of type t that are secrets
+// (sealed at rest with the Service's Box, redacted in every read but the
+// device's).
+func SecretMembers(t Type) []string {
+	var names []string
+	for name, f := range payloads[t] {
+		if f.secret {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Known reports whether t is a command type.
@@ -200,6 +227,9 @@ func checkString(raw json.RawMessage, f field) string {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "must be a string"
 	}
+	if f.digits && (len(s) != f.max || strings.Trim(s, "0123456789") != "") {
+		return fmt.Sprintf("must be %d digits", f.max)
+	}
 	if len(s) < f.min || len(s) > f.max {
 		if f.min > 0 {
 			return fmt.Sprintf("between %d and %d bytes", f.min, f.max)
@@ -259,10 +289,10 @@ func (s *Service) Send(ctx context.Context, deviceIDs []string, in NewCommand) (
 	if members, _ := decodeObject(payload); len(members) == 0 {
 		payload = nil // empty, null and {} are all no payload
 	}
-	if in.Type == SetPassword && s.Box != nil {
+	if s.Box != nil {
 		var err error
-		if payload, err = mapPassword(payload, func(v string) (string, error) { return s.Box.Seal(v), nil }); err != nil {
-			return nil, fmt.Errorf("command: seal password: %w", err)
+		if payload, err = mapSecrets(in.Type, payload, func(v string) (string, error) { return s.Box.Seal(v), nil }); err != nil {
+			return nil, fmt.Errorf("command: seal the secrets of a %s command: %w", in.Type, err)
 		}
 	}
 	now := s.now()
@@ -326,29 +356,59 @@ func (s *Service) Next(ctx context.Context, deviceID string) (*Command, error) {
 	if err != nil && !errors.Is(err, ErrIdle) {
 		return nil, fmt.Errorf("command: next for device %s: %w", deviceID, err)
 	}
-	if err == nil && c.Type == SetPassword && s.Box != nil {
-		if c.Payload, err = mapPassword(c.Payload, s.Box.Open); err != nil {
-			return nil, fmt.Errorf("command: open the password of %s: %w", c.ID, err)
-		}
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	return s.Reveal(c)
 }
 
-// mapPassword rewrites the "password" member of a set_password payload.
-func mapPassword(payload json.RawMessage, f func(string) (string, error)) (json.RawMessage, error) {
+// Reveal opens the sealed secrets of c's payload (a set_password
+// command's password, a lock's PIN) for its device, in place, and returns
+// c. Next does this itself; a platform that takes its next command from
+// the store directly (the Apple round trip) calls it before rendering.
+func (s *Service) Reveal(c *Command) (*Command, error) {
+	if c == nil || s.Box == nil {
+		return c, nil
+	}
+	p, err := mapSecrets(c.Type, c.Payload, s.Box.Open)
+	if err != nil {
+		return nil, fmt.Errorf("command: open the secrets of %s: %w", c.ID, err)
+	}
+	c.Payload = p
+	return c, nil
+}
+
+// mapSecrets rewrites the secret members present in a payload of type t
+// with f; a payload without any is returned as it is.
+func mapSecrets(t Type, payload json.RawMessage, f func(string) (string, error)) (json.RawMessage, error) {
+	names := SecretMembers(t)
+	if len(names) == 0 || len(payload) == 0 {
+		return payload, nil
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &m); err != nil {
 		return nil, err
 	}
-	var pw string
-	if err := json.Unmarshal(m["password"], &pw); err != nil {
-		return nil, err
+	changed := false
+	for _, name := range names {
+		raw, ok := m[name]
+		if !ok {
+			continue
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		out, err := f(v)
+		if err != nil {
+			return nil, err
+		}
+		m[name], _ = json.Marshal(out)
+		changed = true
 	}
-	out, err := f(pw)
-	if err != nil {
-		return nil, err
+	if !changed {
+		return payload, nil
 	}
-	m["password"], _ = json.Marshal(out)
 	return json.Marshal(m)
 }
 

@@ -115,7 +115,13 @@ func TestValidatePayload(t *testing.T) {
 		{"fail/two objects", command.Lock, `{} {}`, "payload"},
 		{"fail/key twice", command.SetPassword, `{"password":"1234","password":"1"}`, "payload"},
 		{"fail/invalid UTF-8", command.Message, "{\"text\":\"\xff\"}", "payload"},
-		{"fail/unknown key", command.Lock, `{"message":"hi","pin":"1234"}`, "payload.pin"},
+		{"fail/unknown key", command.Lock, `{"message":"hi","passcode":"1234"}`, "payload.passcode"},
+		{"fail/lock PIN of five digits", command.Lock, `{"pin":"12345"}`, "payload.pin"},
+		{"fail/lock PIN of seven digits", command.Lock, `{"pin":"1234567"}`, "payload.pin"},
+		{"fail/lock PIN with a letter", command.Lock, `{"pin":"12345a"}`, "payload.pin"},
+		{"fail/lock PIN of other scripts' digits", command.Lock, `{"pin":"١٢٣٤٥٦"}`, "payload.pin"},
+		{"fail/lock PIN not a string", command.Lock, `{"pin":123456}`, "payload.pin"},
+		{"fail/wipe_device PIN of four digits", command.WipeDevice, `{"pin":"1234"}`, "payload.pin"},
 		{"fail/payload for a type without one", command.WipeDevice, `{"keep_esim":true}`, "payload.keep_esim"},
 		{"fail/set_password without password", command.SetPassword, `{}`, "payload.password"},
 		{"fail/set_password too short", command.SetPassword, `{"password":"123"}`, "payload.password"},
@@ -132,6 +138,8 @@ func TestValidatePayload(t *testing.T) {
 		{"ok/lock without payload", command.Lock, ``, ""},
 		{"ok/lock null payload", command.Lock, `null`, ""},
 		{"ok/lock with message", command.Lock, `{"message":"Call IT","phone_number":"+1 555 0100"}`, ""},
+		{"ok/lock with a Find My PIN", command.Lock, `{"message":"Call IT","pin":"012345"}`, ""},
+		{"ok/wipe_device with a Find My PIN", command.WipeDevice, `{"pin":"987654"}`, ""},
 		{"ok/set_password", command.SetPassword, `{"password":"` + long(command.MaxPassword) + `"}`, ""},
 		{"ok/install_app", command.InstallApp, `{"app_id":"org.example.mail","url":"https://apps.example.com/mail.apk"}`, ""},
 		{"ok/remove_app", command.RemoveApp, `{"app_id":"org.example.mail"}`, ""},
@@ -458,6 +466,49 @@ func TestPruneDeletesOldFinalCommandsInBatches(t *testing.T) {
 		}
 		if n, err := s.Prune(ctx); n != 0 || err != nil {
 			t.Fatalf("second Prune = %d, %v; want 0", n, err)
+		}
+	})
+}
+
+// TestFindMyPINSealedAtRest: with a Box, a lock's PIN is stored sealed
+// and opened for the device, by Next and by Reveal (for platforms that
+// take the command from the store).
+func TestFindMyPINSealedAtRest(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		ctx := context.Background()
+		s, db, _ := service(t, backend)
+		box, err := secret.New(bytes.Repeat([]byte{7}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Box = box
+		d := commandtest.EnrolledDevice(t, db)
+		sent, err := s.Send(ctx, []string{d.ID}, command.NewCommand{Type: command.Lock, Payload: json.RawMessage(`{"message":"Call IT","pin":"314159"}`), CreatedBy: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := db.Command(ctx, sent[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(stored.Payload), "314159") || !strings.Contains(string(stored.Payload), secret.Prefix) || !strings.Contains(string(stored.Payload), "Call IT") {
+			t.Fatalf("stored payload %s, want the PIN sealed and the message as it is", stored.Payload)
+		}
+		pin := func(c *command.Command) string {
+			t.Helper()
+			var p struct{ PIN string }
+			if err := json.Unmarshal(c.Payload, &p); err != nil {
+				t.Fatal(err)
+			}
+			return p.PIN
+		}
+		revealed, err := s.Reveal(stored)
+		if err != nil || pin(revealed) != "314159" {
+			t.Fatalf("Reveal: %s, %v; want the PIN", revealed.Payload, err)
+		}
+		next, err := s.Next(ctx, d.ID)
+		if err != nil || pin(next) != "314159" {
+			t.Fatalf("delivered payload %v, %v; want the PIN", next, err)
 		}
 	})
 }
