@@ -250,6 +250,11 @@ func (h *Handler) result(ctx context.Context, c *Caller, rep *report, body []byt
 		}
 		done, dup, next, err = rt.CompleteAndNext(ctx, c.DeviceID, res, h.now().Truncate(time.Microsecond))
 		fetched = true
+		if err == nil {
+			// Taken from the store, not Service.Next: its secrets (a PIN)
+			// are still sealed.
+			next, err = h.Commands.Reveal(next)
+		}
 	} else {
 		done, dup, err = h.Commands.Report(ctx, c.DeviceID, res)
 	}

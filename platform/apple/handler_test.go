@@ -285,6 +285,21 @@ func TestCheckinAndCommandFaults(t *testing.T) {
 			t.Fatalf("lock is %s after a repeated result", got.Status)
 		}
 	})
+	t.Run("ok/erase-and-lock-carry-the-find-my-pin", func(t *testing.T) {
+		d, idn := s.MustEnroll(t)
+		// The PINs are sealed at rest; the erase (higher priority) comes
+		// through Next, the lock through the round trip that answers it.
+		send(t, s, idn, command.NewCommand{Type: command.Lock, Payload: json.RawMessage(`{"pin":"314159"}`)})
+		send(t, s, idn, command.NewCommand{Type: command.WipeDevice, Payload: json.RawMessage(`{"pin":"271828"}`)})
+		c, _, _ := d.Idle(ctx)
+		if c == nil || c.RequestType != apple.ReqEraseDevice || c.Body["PIN"] != "271828" {
+			t.Fatalf("erase command = %+v, want EraseDevice with its PIN", c)
+		}
+		c, _, _ = d.Answer(ctx, c, apple.StatusAcknowledged, nil)
+		if c == nil || c.RequestType != apple.ReqDeviceLock || c.Body["PIN"] != "314159" {
+			t.Fatalf("lock command = %+v, want DeviceLock with its PIN", c)
+		}
+	})
 	t.Run("ok/clear-passcode-carries-the-unlock-token", func(t *testing.T) {
 		d, idn := s.MustEnroll(t)
 		send(t, s, idn, command.NewCommand{Type: command.ClearPasscode})

@@ -70,8 +70,14 @@ func (h *Handler) render(ctx context.Context, c *Caller, cmd *command.Command) (
 		if p["phone_number"] != "" {
 			body["PhoneNumber"] = p["phone_number"]
 		}
+		if p["pin"] != "" { // macOS only; iOS and iPadOS ignore it
+			body["PIN"] = p["pin"]
+		}
 	case command.WipeDevice:
 		body["RequestType"] = ReqEraseDevice
+		if p["pin"] != "" {
+			body["PIN"] = p["pin"]
+		}
 	case command.ClearPasscode:
 		if c.Enrollment == nil || c.Enrollment.UnlockToken == "" {
 			return nil, &unsendable{errors.New("clear_passcode: the device sent no UnlockToken")}
