@@ -121,17 +121,24 @@ var findMyPIN = field{min: 6, max: 6, digits: true, secret: true}
 
 // SecretMembers returns the payload members of type t that are secrets
 // (sealed at rest with the Service's Box, redacted in every read but the
-// device's).
-func SecretMembers(t Type) []string {
-	var names []string
-	for name, f := range payloads[t] {
-		if f.secret {
-			names = append(names, name)
+// device's), in name order. The slice is shared: callers must not change
+// it.
+func SecretMembers(t Type) []string { return secretMembers[t] }
+
+// secretMembers is SecretMembers' answer for every type, computed once:
+// the Apple round trip asks for each command it delivers.
+var secretMembers = func() map[Type][]string {
+	m := map[Type][]string{}
+	for t, fields := range payloads {
+		for name, f := range fields {
+			if f.secret {
+				m[t] = append(m[t], name)
+			}
 		}
+		slices.Sort(m[t])
 	}
-	slices.Sort(names)
-	return names
-}
+	return m
+}()
 
 // Known reports whether t is a command type.
 func Known(t Type) bool {
