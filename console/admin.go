@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -554,7 +555,13 @@ func (c *Console) sendCommand(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, ConsolePath, err)
 		return
 	}
-	cmds, err := c.Commands.Send(r.Context(), []string{d.ID}, command.NewCommand{Type: typ, CreatedBy: adminOf(r).ID})
+	in := command.NewCommand{Type: typ, CreatedBy: adminOf(r).ID}
+	if pin := r.PostFormValue("pin"); pin != "" {
+		// The Find My PIN of a Mac's lock or erase; command.Service says
+		// what is wrong with it, or with a PIN for another command.
+		in.Payload, _ = json.Marshal(map[string]string{"pin": pin})
+	}
+	cmds, err := c.Commands.Send(r.Context(), []string{d.ID}, in)
 	if err != nil {
 		c.record(r, "command.send", "device", d.ID, "failed", map[string]any{"type": string(typ)})
 		c.fail(w, r, ConsolePath, err)

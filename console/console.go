@@ -30,7 +30,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -312,10 +314,20 @@ var doneMessages = map[string]string{
 // fail renders err as a page: its public message and the status of its
 // kind; the cause goes to the log.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, base string, err error) {
-	code, msg, _ := errs.Public(err)
+	code, msg, fields := errs.Public(err)
 	status := httpx.Status(errs.KindOf(err))
 	if status >= 500 {
 		c.Logger.Error("console: request failed", "path", r.URL.Path, "code", code, "err", err)
+	}
+	// What is wrong with each field, as the API says it: "the command is
+	// invalid" alone leaves the administrator guessing.
+	if len(fields) > 0 {
+		names := slices.Sorted(maps.Keys(fields))
+		parts := make([]string, len(names))
+		for i, name := range names {
+			parts[i] = name + ": " + fields[name]
+		}
+		msg += " (" + strings.Join(parts, "; ") + ")"
 	}
 	title := http.StatusText(status)
 	c.render(w, r, status, "error", page{Title: title, Base: base, Portal: base == PortalPath, Signed: true, Data: msg})

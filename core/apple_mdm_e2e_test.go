@@ -218,12 +218,17 @@ func TestAppleMDMConsoleAndAPI(t *testing.T) {
 			}
 			for c, _, _ := em.Idle(ctx); c != nil; c, _, _ = em.Answer(ctx, c, apple.StatusAcknowledged, nil) {
 			}
-			if st, body, _ := w.do("POST", "/console/devices/"+idn.DeviceID+"/commands", url.Values{"type": {"lock"}}); st != 303 {
+			// A Find My PIN that is not 6 digits is refused, naming the PIN,
+			// and queues nothing.
+			if st, body, _ := w.do("POST", "/console/devices/"+idn.DeviceID+"/commands", url.Values{"type": {"lock"}, "pin": {"31415"}}); st == 303 || !strings.Contains(body, "6 digits") {
+				t.Fatalf("console lock with a 5-digit PIN: %d\n%s", st, body)
+			}
+			if st, body, _ := w.do("POST", "/console/devices/"+idn.DeviceID+"/commands", url.Values{"type": {"lock"}, "pin": {"314159"}}); st != 303 {
 				t.Fatalf("console lock: %d\n%s", st, body)
 			}
 			c, _, err := em.Idle(ctx)
-			if err != nil || c == nil || c.RequestType != apple.ReqDeviceLock {
-				t.Fatalf("the emulated device got %+v, %v; want DeviceLock", c, err)
+			if err != nil || c == nil || c.RequestType != apple.ReqDeviceLock || c.Body["PIN"] != "314159" {
+				t.Fatalf("the emulated device got %+v, %v; want DeviceLock with the PIN", c, err)
 			}
 			em.Answer(ctx, c, apple.StatusAcknowledged, nil)
 			e.api("GET", "/api/v1/commands/"+c.UUID, nil, &got)
