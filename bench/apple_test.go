@@ -30,6 +30,7 @@ import (
 	"github.com/micromdm/plist"
 
 	"github.com/custos-uem/custos/activation"
+	"github.com/custos-uem/custos/bench/benchcpu"
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/core"
 	"github.com/custos-uem/custos/id"
@@ -295,7 +296,7 @@ func runAppleFleet(b *testing.B, f *appleFleet, key crypto.Signer) {
 		first.CompareAndSwap(nil, &msg)
 	}
 	b.ResetTimer()
-	start, cpu0, busy0 := time.Now(), cpuTime(), machineBusy()
+	start, cpu0, busy0 := time.Now(), benchcpu.Process(), benchcpu.Machine()
 	for i, d := range f.devs {
 		wg.Add(1)
 		go func() {
@@ -323,7 +324,7 @@ func runAppleFleet(b *testing.B, f *appleFleet, key crypto.Signer) {
 		}()
 	}
 	wg.Wait()
-	elapsed, cpu, busy := time.Since(start), cpuTime()-cpu0, machineBusy()-busy0
+	elapsed, cpu, busy := time.Since(start), benchcpu.Process()-cpu0, benchcpu.Machine()-busy0
 	b.StopTimer()
 	if fails.Load() > 0 {
 		b.Fatalf("%d devices failed; first: %s", fails.Load(), *first.Load())

@@ -6,11 +6,11 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/custos-uem/custos/activation/activationtest"
+	"github.com/custos-uem/custos/bench/benchcpu"
 	"github.com/custos-uem/custos/command"
 	"github.com/custos-uem/custos/device"
 	"github.com/custos-uem/custos/platform/windows"
@@ -99,7 +99,7 @@ func benchSessions(b *testing.B, backend string) {
 	// the database (SQLite's group commit, PostgreSQL's round trips).
 	b.SetParallelism(benchParallelism)
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := benchcpu.Process()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -124,7 +124,7 @@ func benchSessions(b *testing.B, backend string) {
 		}
 	})
 	el := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := benchcpu.Process() - cpu0
 	b.StopTimer()
 	b.ReportMetric(cpu.Seconds()/el.Seconds(), "cores-busy")
 	// CPU time per session (handler, database driver, emulator): what the
@@ -137,11 +137,4 @@ func benchSessions(b *testing.B, backend string) {
 	b.ReportMetric(idle, "idle100k-sessions/s")
 	// Cores that load keeps busy at the measured CPU cost per session.
 	b.ReportMetric(idle*cpu.Seconds()/float64(b.N), "idle100k-cores")
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-uem/custos/bench/benchcpu"
 	"github.com/custos-uem/custos/push"
 	"github.com/custos-uem/custos/push/apns"
 	"github.com/custos-uem/custos/push/apns/apnstest"
@@ -38,7 +39,7 @@ func BenchmarkAPNsThroughput(b *testing.B) {
 			// must be honoured, without drowning the scheduler.
 			b.SetParallelism(128)
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
+			start, cpu0 := time.Now(), benchcpu.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				tok := token(int(seq.Add(1)))
 				for pb.Next() {
@@ -48,7 +49,7 @@ func BenchmarkAPNsThroughput(b *testing.B) {
 					}
 				}
 			})
-			elapsed, cpu := time.Since(start), cpuTime()-cpu0
+			elapsed, cpu := time.Since(start), benchcpu.Process()-cpu0
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "notifications/s")
 			if cpu > 0 {
@@ -84,7 +85,7 @@ func BenchmarkAPNsAnchorTransport(b *testing.B) {
 			var seq atomic.Int64
 			b.SetParallelism(128)
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
+			start, cpu0 := time.Now(), benchcpu.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				url := srv.URL + "/3/device/" + token(int(seq.Add(1)))
 				for pb.Next() {
@@ -104,7 +105,7 @@ func BenchmarkAPNsAnchorTransport(b *testing.B) {
 					}
 				}
 			})
-			elapsed, cpu := time.Since(start), cpuTime()-cpu0
+			elapsed, cpu := time.Since(start), benchcpu.Process()-cpu0
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "notifications/s")
 			if cpu > 0 {
