@@ -203,7 +203,8 @@ func newFakeCore(t testing.TB) *fakeCore {
 			return nil
 		},
 	}
-	fc.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake refusals are expected
+	fc.srv.Config.ErrorLog = log.New(io.Discard, "", 0)     // handshake refusals are expected
+	fc.srv.Listener = httpx.LingerListener(fc.srv.Listener) // as the Core's: refusals reach the agent
 	fc.srv.StartTLS()
 	t.Cleanup(fc.srv.Close)
 	return fc

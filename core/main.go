@@ -277,7 +277,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	m.ln = ln
+	// Devices refused at the TLS handshake must see the refusal, not a
+	// reset (httpx.LingerListener).
+	m.ln = httpx.LingerListener(ln)
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = defaultPublicURL(ln.Addr().(*net.TCPAddr), log)
 	}
@@ -332,7 +334,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.serveWG.Add(1)
 	go func() {
 		defer m.serveWG.Done()
-		if err := m.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.ServeTLS(m.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("server stopped", "err", err)
 		}
 	}()
