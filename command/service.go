@@ -510,32 +510,25 @@ func (s *Service) Prune(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	before := s.now().Add(-s.Retention)
-	total := 0
-	for {
-		n, err := s.Store.PruneCommands(ctx, before, sweepBatch)
-		total += n
-		if err != nil {
-			return total, fmt.Errorf("command: prune: %w", err)
-		}
-		if n < sweepBatch {
-			return total, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return total, err
-		}
-	}
+	return sweep(ctx, "prune", func(limit int) (int, error) { return s.Store.PruneCommands(ctx, before, limit) })
 }
 
 // Expire marks every open command past its ExpiresAt expired, in batches,
 // and returns how many it marked. Several Core processes may sweep at once.
 func (s *Service) Expire(ctx context.Context) (int, error) {
 	now := s.now()
+	return sweep(ctx, "expire", func(limit int) (int, error) { return s.Store.ExpireCommands(ctx, now, limit) })
+}
+
+// sweep calls batch with sweepBatch until a call changes fewer commands,
+// fails, or ctx is done, and returns how many commands the calls changed.
+func sweep(ctx context.Context, op string, batch func(limit int) (int, error)) (int, error) {
 	total := 0
 	for {
-		n, err := s.Store.ExpireCommands(ctx, now, sweepBatch)
+		n, err := batch(sweepBatch)
 		total += n
 		if err != nil {
-			return total, fmt.Errorf("command: expire: %w", err)
+			return total, fmt.Errorf("command: %s: %w", op, err)
 		}
 		if n < sweepBatch {
 			return total, nil

@@ -470,6 +470,16 @@ func TestPruneDeletesOldFinalCommandsInBatches(t *testing.T) {
 	})
 }
 
+// mustBox returns a secret.Box with a fixed test key.
+func mustBox(t *testing.T) *secret.Box {
+	t.Helper()
+	box, err := secret.New(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}
+
 // TestFindMyPINSealedAtRest: with a Box, a lock's PIN is stored sealed
 // and opened for the device, by Next and by Reveal (for platforms that
 // take the command from the store).
@@ -477,11 +487,7 @@ func TestFindMyPINSealedAtRest(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		ctx := context.Background()
 		s, db, _ := service(t, backend)
-		box, err := secret.New(bytes.Repeat([]byte{7}, 32))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Box = box
+		s.Box = mustBox(t)
 		d := commandtest.EnrolledDevice(t, db)
 		sent, err := s.Send(ctx, []string{d.ID}, command.NewCommand{Type: command.Lock, Payload: json.RawMessage(`{"message":"Call IT","pin":"314159"}`), CreatedBy: "a"})
 		if err != nil {
@@ -520,11 +526,7 @@ func TestSetPasswordSealedAtRest(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		ctx := context.Background()
 		s, db, _ := service(t, backend)
-		box, err := secret.New(bytes.Repeat([]byte{9}, 32))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Box = box
+		s.Box = mustBox(t)
 		d := commandtest.EnrolledDevice(t, db)
 		sent, err := s.Send(ctx, []string{d.ID}, command.NewCommand{Type: command.SetPassword, Payload: json.RawMessage(`{"password":"Tr0ub4dor"}`), CreatedBy: "a"})
 		if err != nil {
